@@ -1,0 +1,21 @@
+//! The error type shared by model code and generation.
+
+/// Errors raised while running a model or a decoding loop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An error from the tensor backend (shape mismatch, dtype, device...).
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// The caller handed in something the model cannot take (empty batch, bad token id...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A NaN or infinity appeared where a finite number is required.
+    #[error("non-finite values (NaN or Inf) in {0}")]
+    NonFinite(String),
+    /// A generation option is out of its valid range.
+    #[error("invalid generation option: {0}")]
+    InvalidOption(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

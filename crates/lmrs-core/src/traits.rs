@@ -1,0 +1,81 @@
+//! Capability traits. A model implements only what it can do.
+
+use crate::{Result, Tensor};
+
+/// The contract every decoding cache honours.
+///
+/// Caches are preallocated: writing a step stores into place, it never concatenates.
+pub trait DecoderCache {
+    /// Number of positions already stored (identical for every row).
+    fn len(&self) -> usize;
+    /// `true` when nothing is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Forget every stored position (keeps the allocation and any per-input state such as
+    /// encoder-decoder cross-attention keys/values).
+    fn reset(&mut self);
+    /// Keep only the first `len` positions.
+    fn truncate(&mut self, len: usize);
+    /// Keep and reorder rows: new row `i` is old row `rows[i]`. `rows` may be shorter than the
+    /// batch (finished rows leave) or repeat entries (beam expansion and reordering).
+    fn reorder(&mut self, rows: &[usize]) -> Result<()>;
+}
+
+/// Token ids a model's configuration declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// Padding id (also T5's decoder start id).
+    pub pad: Option<u32>,
+    /// End-of-sequence ids (a model may declare several).
+    pub eos: Vec<u32>,
+    /// Beginning-of-sequence id.
+    pub bos: Option<u32>,
+    /// First token fed to an encoder-decoder's decoder.
+    pub decoder_start: Option<u32>,
+}
+
+/// An encoder-decoder language model (T5, BART, Marian...).
+///
+/// Shapes: `input_ids`/`attention_mask` are `(batch, src_len)` u32; encoder output is
+/// `(batch, src_len, d_model)`; decoder logits are `(batch, new_tokens, vocab)` f32.
+pub trait Seq2SeqLm {
+    /// The decoding state of one batch: self-attention cache plus cross-attention keys/values.
+    type Cache: DecoderCache;
+
+    /// Run the encoder. `attention_mask` holds 1 for real tokens and 0 for padding.
+    fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor>;
+
+    /// Build a decoding state for an encoded batch, with room for `max_decode_len` decoder
+    /// positions. Cross-attention keys/values are computed here, once per input.
+    fn new_cache(
+        &self,
+        encoder_hidden: &Tensor,
+        attention_mask: &Tensor,
+        max_decode_len: usize,
+    ) -> Result<Self::Cache>;
+
+    /// Run the decoder over `decoder_input_ids` `(batch, new_tokens)` following what the cache
+    /// holds, append them to the cache and return logits `(batch, new_tokens, vocab)`.
+    fn decode(&self, decoder_input_ids: &Tensor, cache: &mut Self::Cache) -> Result<Tensor>;
+
+    /// Special token ids from the model's configuration.
+    fn special_tokens(&self) -> SpecialTokens;
+
+    /// Size of the output vocabulary (the logits' last dimension).
+    fn vocab_size(&self) -> usize;
+}
+
+/// What the generation loop drives: a model state that has consumed every prompt token except
+/// the last one of each row, and produces next-token logits one step at a time.
+///
+/// Rows are independent sequences; generation may drop rows (finished) or reorder and repeat
+/// them (beam search) through [`StepModel::select_rows`].
+pub trait StepModel {
+    /// Feed one token per current row and return next-token logits `(rows, vocab)` as f32.
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
+    /// New row `i` becomes old row `rows[i]`.
+    fn select_rows(&mut self, rows: &[usize]) -> Result<()>;
+    /// Current number of rows.
+    fn rows(&self) -> usize;
+}

@@ -1,0 +1,95 @@
+//! Errors raised while finding and reading model files. Every message names the file, tensor
+//! or key at fault.
+
+use std::path::PathBuf;
+
+/// Errors from resolving and reading model files.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    /// A path that should exist does not.
+    #[error("{what} not found: {path}")]
+    NotFound {
+        /// What was looked for ("model folder", "config.json"...).
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A model reference matched neither a local path nor the hub cache.
+    #[error("model '{reference}' is neither a local path nor in the Hugging Face cache (searched: {searched})")]
+    ModelNotFound {
+        /// What the user asked for.
+        reference: String,
+        /// The cache folders searched, comma separated.
+        searched: String,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A JSON file is malformed or lacks a required key.
+    #[error("invalid JSON in {path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error (says line and column).
+        source: serde_json::Error,
+    },
+    /// A safetensors file is corrupt or truncated.
+    #[error("invalid safetensors file {path}: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor the model needs is absent from the checkpoint.
+    #[error("tensor '{name}' not found in {files}")]
+    MissingTensor {
+        /// Full checkpoint name of the tensor.
+        name: String,
+        /// The weight files searched.
+        files: String,
+    },
+    /// A tensor has another shape than the config implies.
+    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// Full checkpoint name of the tensor.
+        name: String,
+        /// Shape the model config implies.
+        expected: Vec<usize>,
+        /// Shape stored in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor's dtype cannot be used.
+    #[error("tensor '{name}' has unsupported dtype {dtype}")]
+    UnsupportedDtype {
+        /// Full checkpoint name of the tensor.
+        name: String,
+        /// The stored dtype.
+        dtype: String,
+    },
+    /// The tokenizer file cannot be loaded.
+    #[error("cannot load tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What the tokenizers library said.
+        message: String,
+    },
+    /// A tensor operation failed while loading.
+    #[error(transparent)]
+    Core(#[from] lmrs_core::Error),
+}
+
+impl From<lmrs_core::candle::Error> for IoError {
+    fn from(e: lmrs_core::candle::Error) -> Self {
+        IoError::Core(e.into())
+    }
+}
+
+/// `Result` with [`IoError`].
+pub type Result<T> = std::result::Result<T, IoError>;

@@ -1,0 +1,36 @@
+//! Typed JSON reading with errors that name the file.
+
+use crate::{IoError, Result};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// Read and deserialize a JSON file; the error names the file and the line/column at fault.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            IoError::NotFound {
+                what: "file",
+                path: path.to_path_buf(),
+            }
+        } else {
+            IoError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|source| IoError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ModelTypeOnly {
+    model_type: Option<String>,
+}
+
+/// The `model_type` key of a `config.json` (`None` when absent).
+pub fn model_type(config_path: &Path) -> Result<Option<String>> {
+    Ok(read_json::<ModelTypeOnly>(config_path)?.model_type)
+}

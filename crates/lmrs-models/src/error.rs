@@ -1,0 +1,39 @@
+//! Errors raised while building a model from a checkpoint.
+
+/// Errors from configuration and weight loading.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading files failed (missing file, corrupt weights, wrong tensor shape...).
+    #[error(transparent)]
+    Io(#[from] lmrs_io::IoError),
+    /// A config value is missing, zero where it must not be, or inconsistent.
+    #[error("invalid config {path}: {message}")]
+    Config {
+        /// The config file.
+        path: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// The checkpoint's architecture is not one lmrs implements.
+    #[error("unsupported model_type '{found}' in {path}; supported: {supported}")]
+    UnknownModelType {
+        /// The `model_type` found (or "(missing)").
+        found: String,
+        /// The config file.
+        path: String,
+        /// Supported model types, comma separated.
+        supported: String,
+    },
+    /// A tensor operation failed while building the model.
+    #[error(transparent)]
+    Core(#[from] lmrs_core::Error),
+}
+
+impl From<lmrs_core::candle::Error> for ModelError {
+    fn from(e: lmrs_core::candle::Error) -> Self {
+        ModelError::Core(e.into())
+    }
+}
+
+/// `Result` with [`ModelError`].
+pub type Result<T> = std::result::Result<T, ModelError>;

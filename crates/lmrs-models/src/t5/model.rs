@@ -1,0 +1,341 @@
+//! `T5ForConditionalGeneration`: encoder stack, decoder stack, output layer.
+
+use super::attention::{BucketSpec, T5Attention};
+use super::cache::T5Cache;
+use super::config::{FeedForwardKind, T5Config};
+use crate::Result as LoadResult;
+use lmrs_core::{DType, DecoderCache, Error, Module, Result, Seq2SeqLm, SpecialTokens, Tensor};
+use lmrs_io::Weights;
+use lmrs_nn::{
+    causal_mask_bias, padding_mask_bias, Activation, Embedding, KvCache, Linear, RmsNorm,
+};
+
+/// `DenseReluDense`: the feed-forward block.
+#[derive(Debug, Clone)]
+enum FeedForward {
+    Dense {
+        wi: Linear,
+        wo: Linear,
+        act: Activation,
+    },
+    Gated {
+        wi_0: Linear,
+        wi_1: Linear,
+        wo: Linear,
+        act: Activation,
+    },
+}
+
+impl FeedForward {
+    fn load(w: &Weights, cfg: &T5Config, kind: FeedForwardKind) -> LoadResult<Self> {
+        let (d, f) = (cfg.d_model, cfg.d_ff);
+        Ok(match kind {
+            FeedForwardKind::Dense(act) => Self::Dense {
+                wi: Linear::load(&w.pp("wi"), d, f, false)?,
+                wo: Linear::load(&w.pp("wo"), f, d, false)?,
+                act,
+            },
+            FeedForwardKind::Gated(act) => Self::Gated {
+                wi_0: Linear::load(&w.pp("wi_0"), d, f, false)?,
+                wi_1: Linear::load(&w.pp("wi_1"), d, f, false)?,
+                wo: Linear::load(&w.pp("wo"), f, d, false)?,
+                act,
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Dense { wi, wo, act } => wo.forward(&act.apply(&wi.forward(x)?)?)?,
+            Self::Gated {
+                wi_0,
+                wi_1,
+                wo,
+                act,
+            } => {
+                let h = (act.apply(&wi_0.forward(x)?)? * wi_1.forward(x)?)?;
+                wo.forward(&h)?
+            }
+        })
+    }
+}
+
+/// `T5LayerFF`: pre-norm feed-forward with a residual connection.
+#[derive(Debug, Clone)]
+struct LayerFf {
+    ff: FeedForward,
+    layer_norm: RmsNorm,
+}
+
+impl LayerFf {
+    fn load(w: &Weights, cfg: &T5Config, kind: FeedForwardKind) -> LoadResult<Self> {
+        Ok(Self {
+            ff: FeedForward::load(&w.pp("DenseReluDense"), cfg, kind)?,
+            layer_norm: RmsNorm::load(&w.pp("layer_norm"), cfg.d_model, cfg.layer_norm_epsilon)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok((x + self.ff.forward(&self.layer_norm.forward(x)?)?)?)
+    }
+}
+
+/// An encoder block: `layer.0` self-attention, `layer.1` feed-forward.
+#[derive(Debug, Clone)]
+struct EncoderBlock {
+    attn: T5Attention,
+    attn_norm: RmsNorm,
+    ff: LayerFf,
+}
+
+/// A decoder block: `layer.0` causal self-attention, `layer.1` cross-attention, `layer.2` FF.
+#[derive(Debug, Clone)]
+struct DecoderBlock {
+    self_attn: T5Attention,
+    self_norm: RmsNorm,
+    cross_attn: T5Attention,
+    cross_norm: RmsNorm,
+    ff: LayerFf,
+}
+
+/// A T5 encoder-decoder with its language-modelling head.
+#[derive(Debug, Clone)]
+pub struct T5ForConditionalGeneration {
+    shared: Embedding,
+    encoder: Vec<EncoderBlock>,
+    encoder_norm: RmsNorm,
+    decoder: Vec<DecoderBlock>,
+    decoder_norm: RmsNorm,
+    lm_head: Linear,
+    cfg: T5Config,
+}
+
+impl T5ForConditionalGeneration {
+    /// Build from a checkpoint. Weights are checked against the config's shapes.
+    pub fn load(w: &Weights, cfg: T5Config) -> LoadResult<Self> {
+        let kind = cfg
+            .feed_forward()
+            .map_err(|message| crate::ModelError::Config {
+                path: "config.json".into(),
+                message,
+            })?;
+        let (d, h, kv) = (cfg.d_model, cfg.num_heads, cfg.d_kv);
+        let spec = |bidirectional| BucketSpec {
+            num_buckets: cfg.relative_attention_num_buckets,
+            max_distance: cfg.relative_attention_max_distance,
+            bidirectional,
+        };
+        let shared = Embedding::load(&w.pp("shared"), cfg.vocab_size, d)?;
+        let mut encoder = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let b = w.pp("encoder.block").pp(i).pp("layer");
+            encoder.push(EncoderBlock {
+                attn: T5Attention::load(&b.pp("0.SelfAttention"), d, h, kv, i == 0, spec(true))?,
+                attn_norm: RmsNorm::load(&b.pp("0.layer_norm"), d, cfg.layer_norm_epsilon)?,
+                ff: LayerFf::load(&b.pp(1), &cfg, kind)?,
+            });
+        }
+        let mut decoder = Vec::with_capacity(cfg.decoder_layers());
+        for i in 0..cfg.decoder_layers() {
+            let b = w.pp("decoder.block").pp(i).pp("layer");
+            decoder.push(DecoderBlock {
+                self_attn: T5Attention::load(
+                    &b.pp("0.SelfAttention"),
+                    d,
+                    h,
+                    kv,
+                    i == 0,
+                    spec(false),
+                )?,
+                self_norm: RmsNorm::load(&b.pp("0.layer_norm"), d, cfg.layer_norm_epsilon)?,
+                cross_attn: T5Attention::load(
+                    &b.pp("1.EncDecAttention"),
+                    d,
+                    h,
+                    kv,
+                    false,
+                    spec(false),
+                )?,
+                cross_norm: RmsNorm::load(&b.pp("1.layer_norm"), d, cfg.layer_norm_epsilon)?,
+                ff: LayerFf::load(&b.pp(2), &cfg, kind)?,
+            });
+        }
+        let lm_head = if cfg.tie_word_embeddings == Some(false) {
+            Linear::load(&w.pp("lm_head"), d, cfg.vocab_size, false)?
+        } else {
+            Linear::new(shared.weight().clone(), None)
+        };
+        Ok(Self {
+            encoder_norm: RmsNorm::load(
+                &w.pp("encoder.final_layer_norm"),
+                d,
+                cfg.layer_norm_epsilon,
+            )?,
+            decoder_norm: RmsNorm::load(
+                &w.pp("decoder.final_layer_norm"),
+                d,
+                cfg.layer_norm_epsilon,
+            )?,
+            shared,
+            encoder,
+            decoder,
+            lm_head,
+            cfg,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &T5Config {
+        &self.cfg
+    }
+
+    fn check_ids(&self, ids: &Tensor) -> Result<()> {
+        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max as usize >= self.cfg.vocab_size {
+            return Err(Error::InvalidInput(format!(
+                "token id {max} is outside the model's vocabulary of {}",
+                self.cfg.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Cross-attention for decoder block `block` with rows possibly grouped `g` per input.
+    /// `x`: `(rows, t, d_model)` normed hidden states.
+    fn cross_attention(
+        &self,
+        block: &DecoderBlock,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: &Tensor,
+        g: usize,
+    ) -> Result<Tensor> {
+        let q = block.cross_attn.project_q(x)?; // (rows, h, t, d)
+        if g == 1 {
+            return block.cross_attn.attend_and_project(&q, k, v, Some(bias));
+        }
+        let (rows, h, t, dk) = q.dims4()?;
+        let n = rows / g;
+        // The g rows of one input share its keys/values: make them g*t queries of one product.
+        // (n*g, h, t, d) -> (n, g, h, t, d) -> (n, h, g, t, d) -> (n, h, g*t, d)
+        let q = q
+            .reshape((n, g, h, t, dk))?
+            .permute((0, 2, 1, 3, 4))?
+            .reshape((n, h, g * t, dk))?;
+        let ctx = lmrs_nn::attend(&q, k, v, Some(bias), None)?;
+        // (n, h, g*t, d) -> (n, h, g, t, d) -> (n, g, t, h, d) -> (n*g, t, h*d)
+        let ctx = ctx
+            .reshape((n, h, g, t, dk))?
+            .permute((0, 2, 3, 1, 4))?
+            .reshape((rows, t, h * dk))?;
+        block.cross_attn.attend_and_project_merged(&ctx)
+    }
+}
+
+impl Seq2SeqLm for T5ForConditionalGeneration {
+    type Cache = T5Cache;
+
+    fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (_b, s) = input_ids.dims2()?;
+        if s == 0 {
+            return Err(Error::InvalidInput("empty input sequence".into()));
+        }
+        self.check_ids(input_ids)?;
+        let mut x = self.shared.forward(input_ids)?;
+        // Position bias of the first block, shared by all blocks, plus the padding mask:
+        // (1, h, s, s) + (b, 1, 1, s) -> (b, h, s, s).
+        let bias = self.encoder[0]
+            .attn
+            .compute_bias(s, s, 0)?
+            .broadcast_add(&padding_mask_bias(attention_mask)?)?;
+        for block in &self.encoder {
+            let h = block.attn_norm.forward(&x)?;
+            let q = block.attn.project_q(&h)?;
+            let (k, v) = block.attn.project_kv(&h)?;
+            x = (x + block.attn.attend_and_project(&q, &k, &v, Some(&bias))?)?;
+            x = block.ff.forward(&x)?;
+        }
+        Ok(self.encoder_norm.forward(&x)?)
+    }
+
+    fn new_cache(
+        &self,
+        encoder_hidden: &Tensor,
+        attention_mask: &Tensor,
+        max_decode_len: usize,
+    ) -> Result<T5Cache> {
+        let (b, _s, _d) = encoder_hidden.dims3()?;
+        let mut self_kv = Vec::with_capacity(self.decoder.len());
+        let mut cross_kv = Vec::with_capacity(self.decoder.len());
+        for block in &self.decoder {
+            self_kv.push(KvCache::new(
+                b,
+                self.cfg.num_heads,
+                max_decode_len,
+                self.cfg.d_kv,
+                DType::F32,
+                encoder_hidden.device(),
+            )?);
+            cross_kv.push(block.cross_attn.project_kv(encoder_hidden)?);
+        }
+        Ok(T5Cache {
+            self_kv,
+            cross_kv,
+            enc_bias: padding_mask_bias(attention_mask)?,
+            row_input: (0..b).collect(),
+        })
+    }
+
+    fn decode(&self, decoder_input_ids: &Tensor, cache: &mut T5Cache) -> Result<Tensor> {
+        let (rows, t) = decoder_input_ids.dims2()?;
+        if rows != cache.rows() {
+            return Err(Error::InvalidInput(format!(
+                "{rows} decoder rows for a cache of {}",
+                cache.rows()
+            )));
+        }
+        self.check_ids(decoder_input_ids)?;
+        let offset = cache.len();
+        let g = cache.group_size().unwrap_or(1);
+        let mut x = self.shared.forward(decoder_input_ids)?;
+        let mut bias = self.decoder[0]
+            .self_attn
+            .compute_bias(t, offset + t, offset)?;
+        if t > 1 {
+            bias = bias.broadcast_add(&causal_mask_bias(t, offset + t, offset, x.device())?)?;
+        }
+        for (i, block) in self.decoder.iter().enumerate() {
+            let h = block.self_norm.forward(&x)?;
+            let q = block.self_attn.project_q(&h)?;
+            let (k_new, v_new) = block.self_attn.project_kv(&h)?;
+            let (k, v) = cache.self_kv[i].append(&k_new, &v_new)?;
+            x = (x + block
+                .self_attn
+                .attend_and_project(&q, &k, &v, Some(&bias))?)?;
+            let h = block.cross_norm.forward(&x)?;
+            let (ck, cv) = &cache.cross_kv[i];
+            x = (x + self.cross_attention(block, &h, ck, cv, &cache.enc_bias, g)?)?;
+            x = block.ff.forward(&x)?;
+        }
+        let mut x = self.decoder_norm.forward(&x)?;
+        if self.cfg.scale_decoder_outputs() {
+            x = (x * (self.cfg.d_model as f64).powf(-0.5))?;
+        }
+        Ok(self.lm_head.forward(&x)?)
+    }
+
+    fn special_tokens(&self) -> SpecialTokens {
+        let pad = self.cfg.pad_token_id.unwrap_or(0);
+        SpecialTokens {
+            pad: Some(pad),
+            eos: self.cfg.eos_ids(),
+            bos: None,
+            decoder_start: Some(self.cfg.decoder_start_token_id.unwrap_or(pad)),
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+}

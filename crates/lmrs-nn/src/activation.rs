@@ -1,0 +1,39 @@
+//! Activation functions by their Hugging Face names.
+
+use lmrs_core::Tensor;
+
+/// An activation, parsed from a config's `hidden_act` / `dense_act_fn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `relu`.
+    Relu,
+    /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    /// `gelu`: the exact erf form.
+    GeluErf,
+    /// `silu` / `swish`.
+    Silu,
+}
+
+impl Activation {
+    /// Parse a Hugging Face activation name; `None` when unknown.
+    pub fn from_hf_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "relu" => Self::Relu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Self::GeluTanh,
+            "gelu" => Self::GeluErf,
+            "silu" | "swish" => Self::Silu,
+            _ => return None,
+        })
+    }
+
+    /// Apply element-wise.
+    pub fn apply(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
+        match self {
+            Self::Relu => x.relu(),
+            Self::GeluTanh => x.gelu(),
+            Self::GeluErf => x.gelu_erf(),
+            Self::Silu => x.silu(),
+        }
+    }
+}

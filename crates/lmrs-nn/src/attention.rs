@@ -1,0 +1,65 @@
+//! Attention core and the additive masks it takes.
+//!
+//! Masks are additive biases: 0 where attention is allowed and `f32::MIN` where it is not
+//! (the `torch.finfo(float32).min` convention of `transformers`), so a fully masked row still
+//! yields finite numbers.
+
+use lmrs_core::candle::Result;
+use lmrs_core::{DType, Device, Tensor};
+
+/// Value added to scores at masked positions.
+pub const MASKED: f32 = f32::MIN;
+
+/// `softmax(q k^T * scale + bias) v`.
+///
+/// Shapes: `q` `(b, h, tq, d)`, `k`/`v` `(b, h, tk, d)` (may be strided views of a cache),
+/// `bias` broadcastable to `(b, h, tq, tk)`. Returns `(b, h, tq, d)`.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: Option<f64>,
+) -> Result<Tensor> {
+    let mut scores = q.matmul(&k.t()?)?;
+    if let Some(s) = scale {
+        scores = (scores * s)?;
+    }
+    if let Some(b) = bias {
+        scores = scores.broadcast_add(b)?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(v)
+}
+
+/// `(b, s)` mask of 1 (real token) / 0 (padding) → additive bias `(b, 1, 1, s)`.
+pub fn padding_mask_bias(mask: &Tensor) -> Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let m = mask.to_dtype(DType::F32)?;
+    // (1 - m) * MASKED: 0 for tokens, MASKED for padding.
+    let bias = ((m.ones_like()? - m)? * MASKED as f64)?;
+    bias.reshape((b, 1, 1, s))
+}
+
+/// Additive causal bias `(tq, tk)` for `tq` new queries that follow `offset` cached positions
+/// (`tk = offset + tq`): query `i` may see keys `0..=offset + i`.
+pub fn causal_mask_bias(tq: usize, tk: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let data: Vec<f32> = (0..tq)
+        .flat_map(|i| (0..tk).map(move |j| if j > offset + i { MASKED } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(data, (tq, tk), device)
+}
+
+/// `(b, t, h * d)` → `(b, h, t, d)` (contiguous).
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, hd) = x.dims3()?;
+    x.reshape((b, t, heads, hd / heads))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// `(b, h, t, d)` → `(b, t, h * d)`.
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t, d) = x.dims4()?;
+    x.transpose(1, 2)?.reshape((b, t, h * d))
+}

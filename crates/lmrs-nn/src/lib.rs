@@ -1,0 +1,24 @@
+//! lmrs-nn: the layers every model is built from, written once.
+//!
+//! Layers load themselves from [`lmrs_io::Weights`] given the shapes their model's config
+//! implies; none of them knows a checkpoint's key names beyond its own leaf names
+//! (`weight`, `bias`).
+
+mod activation;
+mod attention;
+mod embedding;
+mod kv_cache;
+mod linear;
+mod norm;
+mod position;
+
+pub use activation::Activation;
+pub use attention::{attend, causal_mask_bias, merge_heads, padding_mask_bias, split_heads};
+pub use embedding::Embedding;
+pub use kv_cache::KvCache;
+pub use linear::Linear;
+pub use norm::RmsNorm;
+pub use position::relative_position_bucket;
+
+/// Errors of layer construction are loading errors.
+pub type Result<T> = lmrs_io::Result<T>;
