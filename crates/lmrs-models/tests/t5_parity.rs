@@ -22,7 +22,9 @@ fn tolerance(want: &[f32]) -> f32 {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 fn load(name: &str) -> (Seq2SeqModel, Value) {
@@ -50,7 +52,10 @@ fn shape(v: &Value) -> Vec<usize> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check_encoder(name: &str) {
@@ -86,7 +91,10 @@ fn check_decoder(name: &str) {
         let got = full.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let d = max_abs_diff(&got, &want);
         let tol = tolerance(&want);
-        assert!(d <= tol, "{name} decoder case {i}: max abs diff {d} > {tol}");
+        assert!(
+            d <= tol,
+            "{name} decoder case {i}: max abs diff {d} > {tol}"
+        );
 
         // Cached: one token at a time must give the same logits.
         let mut cache = model.new_cache(&enc, &mask, t).unwrap();
@@ -99,7 +107,10 @@ fn check_decoder(name: &str) {
         let stepped = Tensor::cat(&steps, 1).unwrap();
         let got = stepped.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let d = max_abs_diff(&got, &want);
-        assert!(d <= tol, "{name} cached decoder case {i}: max abs diff {d} > {tol}");
+        assert!(
+            d <= tol,
+            "{name} cached decoder case {i}: max abs diff {d} > {tol}"
+        );
     }
 }
 
@@ -152,7 +163,13 @@ fn beam_rows_share_cross_attention_and_match_single_rows() {
     let interleaved = model.decode(&toks, &mut cache).unwrap();
     let g = grouped2.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let order = Tensor::new(&[0u32, 2, 1, 3], &Device::Cpu).unwrap();
-    let r = interleaved.index_select(&order, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let r = interleaved
+        .index_select(&order, 0)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert!(max_abs_diff(&g, &r) <= 1e-5);
     assert_eq!(grouped.dims()[0], 4);
 }
