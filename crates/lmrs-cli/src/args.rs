@@ -1,0 +1,244 @@
+//! Command-line flags.
+
+use clap::{Args, Parser, Subcommand};
+use lmrs_generate::{EarlyStopping, GenerationConfig};
+use std::path::PathBuf;
+
+/// Transformer language models, natively in Rust: summarize, translate and generate with the
+/// Hugging Face checkpoints you already have, offline.
+///
+/// MODEL is a local folder in Hugging Face layout (config.json, model.safetensors,
+/// tokenizer.json, generation_config.json) or a hub id such as `t5-small` or
+/// `google/flan-t5-small` that is already in the Hugging Face cache ($HF_HUB_CACHE,
+/// $HF_HOME/hub or ~/.cache/huggingface/hub). lmrs never downloads.
+#[derive(Debug, Parser)]
+#[command(name = "lmrs", version, propagate_version = true)]
+pub struct Cli {
+    /// Compute threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Summarize text with the checkpoint's own summarization settings.
+    ///
+    /// Uses config.json `task_specific_params.summarization` (for t5-small: the prefix
+    /// "summarize: ", 4 beams, length_penalty 2.0, no_repeat_ngram_size 3, min_length 30,
+    /// max_length 200) over generation_config.json; flags override both.
+    ///
+    /// Example: lmrs summarize --model t5-small "The tower is 324 metres tall, ..."
+    Summarize(TaskArgs),
+    /// Translate text (T5: `translate English to German: ` and its task settings).
+    ///
+    /// Example: lmrs translate --model t5-small --source English --target German "Hello."
+    Translate(TranslateArgs),
+    /// Plain `model.generate()`: you write any prefix; only generation_config.json and flags
+    /// apply.
+    ///
+    /// Example: lmrs text2text --model t5-small --max-length 50 "summarize: ..."
+    Text2text(TaskArgs),
+    /// Measure load time, encoder time, decode tokens/s (batch 1 and 8, greedy and 4 beams)
+    /// and peak memory on a fixed-length workload.
+    Bench(BenchArgs),
+}
+
+/// Flags shared by the generation commands.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// Model folder or hub id in the Hugging Face cache.
+    #[arg(short, long)]
+    pub model: String,
+    /// Hub cache revision (branch or commit hash) when MODEL is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Texts to process; each is one document. Without texts and --input, stdin is read.
+    pub texts: Vec<String>,
+    #[command(flatten)]
+    pub io: IoArgs,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// Source language, by name or code (English, en).
+    #[arg(long, default_value = "English")]
+    pub source: String,
+    /// Target language, by name or code (German, de; French, fr; Romanian, ro).
+    #[arg(long)]
+    pub target: String,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+/// Input and output.
+#[derive(Debug, Args)]
+pub struct IoArgs {
+    /// Read documents from FILE: plain text with one document per line, or JSON Lines
+    /// (`.jsonl`/`.json` or --jsonl) taking each object's --field. `-` is stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Treat the input as JSON Lines whatever its extension.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Field holding the text in JSON Lines input.
+    #[arg(long, default_value = "text")]
+    pub field: String,
+    /// Print one JSON object per input (text, token ids, token counts, timing).
+    #[arg(long)]
+    pub json: bool,
+    /// Inputs run together in one batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Truncate inputs to this many tokens (default: the config's n_positions, else 512).
+    #[arg(long)]
+    pub max_input_tokens: Option<usize>,
+}
+
+/// Generation options; each overrides the checkpoint's defaults (same names as
+/// `transformers`' `generate()`).
+#[derive(Debug, Args, Default)]
+pub struct GenerationArgs {
+    /// Maximum total output length in tokens (the decoder start token counts).
+    #[arg(long, help_heading = "Generation")]
+    pub max_length: Option<usize>,
+    /// Maximum number of generated tokens (wins over --max-length).
+    #[arg(long, help_heading = "Generation")]
+    pub max_new_tokens: Option<usize>,
+    /// Minimum total length before the end token may appear.
+    #[arg(long, help_heading = "Generation")]
+    pub min_length: Option<usize>,
+    /// Minimum number of generated tokens (wins over --min-length).
+    #[arg(long, help_heading = "Generation")]
+    pub min_new_tokens: Option<usize>,
+    /// Beams for beam search (1: greedy or sampling).
+    #[arg(long, help_heading = "Generation")]
+    pub num_beams: Option<usize>,
+    /// Sequences returned per input (at most --num-beams with beam search).
+    #[arg(long, help_heading = "Generation")]
+    pub num_return_sequences: Option<usize>,
+    /// Beam score length exponent (>1 favours longer outputs).
+    #[arg(long, help_heading = "Generation")]
+    pub length_penalty: Option<f64>,
+    /// Beam search stop rule: true, false or never.
+    #[arg(long, value_parser = parse_early_stopping, help_heading = "Generation")]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Forbid repeating any n-gram of this size.
+    #[arg(long, help_heading = "Generation")]
+    pub no_repeat_ngram_size: Option<usize>,
+    /// Penalise tokens already generated (>1 discourages repeats).
+    #[arg(long, help_heading = "Generation")]
+    pub repetition_penalty: Option<f64>,
+    /// Token id sequences never to generate, e.g. "5 7;12" bans [5,7] and [12].
+    #[arg(long, value_parser = parse_bad_words, help_heading = "Generation")]
+    pub bad_words_ids: Option<Vec<Vec<u32>>>,
+    /// Sample instead of picking the most likely tokens.
+    #[arg(long, help_heading = "Sampling")]
+    pub do_sample: bool,
+    /// Sampling temperature.
+    #[arg(long, help_heading = "Sampling")]
+    pub temperature: Option<f64>,
+    /// Sample among the K most likely tokens (0: all).
+    #[arg(long, help_heading = "Sampling")]
+    pub top_k: Option<usize>,
+    /// Sample from the smallest set of tokens with this much probability.
+    #[arg(long, help_heading = "Sampling")]
+    pub top_p: Option<f64>,
+    /// Seed for reproducible sampling.
+    #[arg(long, help_heading = "Sampling")]
+    pub seed: Option<u64>,
+    /// Token forced as the first generated one.
+    #[arg(long, help_heading = "Generation")]
+    pub forced_bos_token_id: Option<u32>,
+    /// Token forced as the last one when --max-length is reached.
+    #[arg(long, help_heading = "Generation")]
+    pub forced_eos_token_id: Option<u32>,
+    /// Recompute the whole decoder every step instead of using the KV cache (for checking).
+    #[arg(long, help_heading = "Generation")]
+    pub no_cache: bool,
+}
+
+impl GenerationArgs {
+    /// The flags as a configuration layer (unset flags stay unset).
+    pub fn to_config(&self) -> GenerationConfig {
+        GenerationConfig {
+            max_length: self.max_length,
+            max_new_tokens: self.max_new_tokens,
+            min_length: self.min_length,
+            min_new_tokens: self.min_new_tokens,
+            num_beams: self.num_beams,
+            num_return_sequences: self.num_return_sequences,
+            length_penalty: self.length_penalty,
+            early_stopping: self.early_stopping,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            repetition_penalty: self.repetition_penalty,
+            bad_words_ids: self.bad_words_ids.clone(),
+            do_sample: self.do_sample.then_some(true),
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+            forced_bos_token_id: self.forced_bos_token_id,
+            forced_eos_token_id: self.forced_eos_token_id.map(|t| vec![t]),
+            use_cache: self.no_cache.then_some(false),
+            ..Default::default()
+        }
+    }
+}
+
+fn parse_early_stopping(s: &str) -> Result<EarlyStopping, String> {
+    match s {
+        "true" => Ok(EarlyStopping::Enabled),
+        "false" => Ok(EarlyStopping::Heuristic),
+        "never" => Ok(EarlyStopping::Never),
+        _ => Err(format!("'{s}' is not one of true, false, never")),
+    }
+}
+
+fn parse_bad_words(s: &str) -> Result<Vec<Vec<u32>>, String> {
+    s.split(';')
+        .map(|seq| {
+            seq.split([' ', ','])
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    t.parse::<u32>()
+                        .map_err(|_| format!("'{t}' is not a token id"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .filter(|r| r.as_ref().map_or(true, |v| !v.is_empty()))
+        .collect()
+}
+
+/// `lmrs bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model folder or hub id in the Hugging Face cache.
+    #[arg(short, long)]
+    pub model: String,
+    /// Input length in tokens.
+    #[arg(long, default_value_t = 200)]
+    pub input_tokens: usize,
+    /// Generated tokens per sequence (forced: min = max).
+    #[arg(long, default_value_t = 50)]
+    pub new_tokens: usize,
+    /// Batch sizes to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub batch: Vec<usize>,
+    /// Beam counts to measure, comma separated (1: greedy).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub beams: Vec<usize>,
+    /// Timed repetitions per case (the median is reported) after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// JSON file `{"input_ids": [[...], ...]}` with the input rows to use (e.g. the ones a
+    /// Python baseline used); default: deterministic pseudo-random ids.
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
