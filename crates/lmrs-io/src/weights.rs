@@ -125,8 +125,12 @@ impl Weights {
     }
 }
 
-/// candle wraps errors in context layers; users want the innermost sentence.
+/// candle wraps errors in context layers; users want the innermost sentence. The path layer is
+/// dropped too: our own error already names the file.
 fn root_message(e: &lmrs_core::candle::Error) -> String {
-    let s = e.to_string();
-    s.lines().next().unwrap_or_default().to_string()
+    use lmrs_core::candle::Error;
+    match e {
+        Error::WithPath { inner, .. } | Error::WithBacktrace { inner, .. } => root_message(inner),
+        _ => e.to_string().lines().next().unwrap_or_default().to_string(),
+    }
 }

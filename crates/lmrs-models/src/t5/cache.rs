@@ -26,7 +26,7 @@ impl T5Cache {
     pub(crate) fn group_size(&self) -> Option<usize> {
         let inputs = self.enc_bias.dims()[0];
         let rows = self.row_input.len();
-        if inputs == 0 || rows % inputs != 0 {
+        if inputs == 0 || !rows.is_multiple_of(inputs) {
             return None;
         }
         let g = rows / inputs;
