@@ -7,6 +7,7 @@
 mod activation;
 mod attention;
 mod embedding;
+pub mod kernels;
 mod kv_cache;
 mod linear;
 mod norm;

@@ -1,5 +1,6 @@
 //! `Linear`: `y = x W^T + b`, with `W` stored `(out, in)` as in PyTorch checkpoints.
 
+use crate::kernels::small_matmul;
 use crate::Result;
 use lmrs_core::{Module, Tensor};
 use lmrs_io::Weights;
@@ -34,21 +35,92 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// The backend's GEMM path, whatever the shapes (the reference for the small-row kernel).
+    pub fn forward_gemm(&self, x2d: &Tensor) -> lmrs_core::candle::Result<Tensor> {
+        let y = x2d.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
+    /// The small-row kernel, when it applies: f32 on the CPU with at most
+    /// [`small_matmul::MAX_ROWS`] rows. `None` otherwise.
+    pub fn forward_small(&self, x2d: &Tensor) -> lmrs_core::candle::Result<Option<Tensor>> {
+        use lmrs_core::candle::{CpuStorage, DType, Storage};
+        let (rows, k) = x2d.dims2()?;
+        let n = self.weight.dim(0)?;
+        if rows > small_matmul::MAX_ROWS
+            || x2d.dtype() != DType::F32
+            || self.weight.dtype() != DType::F32
+            || !x2d.device().is_cpu()
+        {
+            return Ok(None);
+        }
+        let xs = x2d.flatten_all()?.to_vec1::<f32>()?;
+        let bias = match &self.bias {
+            Some(b) => Some(b.to_vec1::<f32>()?),
+            None => None,
+        };
+        let (storage, layout) = self.weight.storage_and_layout();
+        let y = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(w)), Some((start, end))) => {
+                small_matmul::matmul_xwt(&xs, rows, k, &w[start..end], n, bias.as_deref())
+            }
+            _ => return Ok(None),
+        };
+        drop(storage);
+        Ok(Some(Tensor::from_vec(y, (rows, n), x2d.device())?))
+    }
+}
+
 impl Module for Linear {
     /// `x`: `(..., in)` → `(..., out)`.
     fn forward(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
-        // (rows, in) x (in, out): one GEMM whatever the leading dims.
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        // (rows, in) x (in, out): one product whatever the leading dims.
+        let x2d = x.reshape((rows, in_dim))?;
+        let y = match self.forward_small(&x2d)? {
+            Some(y) => y,
+            None => self.forward_gemm(&x2d)?,
         };
         let mut out_dims = dims.to_vec();
         let last = out_dims.len() - 1;
         out_dims[last] = self.weight.dim(0)?;
         y.reshape(out_dims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmrs_core::{Device, Tensor};
+
+    #[test]
+    fn small_row_kernel_agrees_with_gemm() -> lmrs_core::candle::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (70, 33), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 70, &dev)?;
+        for bias in [None, Some(b)] {
+            let lin = Linear::new(w.clone(), bias);
+            for rows in [1, 4, 7, 16] {
+                let x = Tensor::randn(0f32, 1.0, (rows, 33), &dev)?;
+                let small = lin
+                    .forward_small(&x)?
+                    .expect("kernel applies to f32 CPU rows");
+                let gemm = lin.forward_gemm(&x)?;
+                let d = (small - gemm)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(d < 1e-4, "rows {rows}: {d}");
+            }
+            let many = Tensor::randn(0f32, 1.0, (17, 33), &dev)?;
+            assert!(
+                lin.forward_small(&many)?.is_none(),
+                "17 rows take the GEMM path"
+            );
+        }
+        Ok(())
     }
 }
