@@ -1,21 +1,38 @@
 //! `y = x W^T (+ b)` for a few rows of `x`: the shape of every projection while decoding
 //! (one row per sequence or beam).
 //!
-//! Why: the generic GEMM packs its operands on every call; with 1–16 rows that packing of the
-//! weight matrix costs more than the multiplication (t5-small, 4 beams: ~40% of decode time).
-//! Here each weight row is streamed from memory once and dotted with every input row while
-//! it sits in L1, which is what bounds decoding anyway (memory bandwidth).
-
-use rayon::prelude::*;
+//! Why: the generic GEMM packs its operands on every call; with a few rows that packing of
+//! the weight matrix costs more than the multiplication (t5-small, 4 beams: ~40% of decode
+//! time). Here the weight is streamed from memory once: a block of 4 weight rows stays in L1
+//! while it is dotted with every input row, 4 rows × 4 columns per register tile.
 
 /// Largest row count this kernel is used for; beyond it the blocked GEMM wins.
 pub const MAX_ROWS: usize = 16;
 
-/// Output columns computed per parallel task.
-const COLS_PER_TASK: usize = 128;
+/// Output columns per unit of parallel work.
+const COLS_PER_TASK: usize = 64;
+
+/// Register tile: input rows × output columns computed together.
+const TILE: usize = 4;
+
+/// The output buffer shared by the workers; each writes a disjoint set of columns.
+struct SharedOut(*mut f32);
+// SAFETY: workers write disjoint elements (distinct columns) and the buffer outlives them.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `i` must be in bounds and no other thread may write element `i`.
+    unsafe fn write(&self, i: usize, v: f32) {
+        unsafe { *self.0.add(i) = v };
+    }
+}
 
 /// `x`: `(rows, k)` row-major; `w`: `(n, k)` row-major (PyTorch `Linear` layout);
 /// `bias`: `(n,)`. Returns `y`: `(rows, n)` row-major.
+///
+/// Work is split over output columns on the backend's own worker pool (the one its
+/// element-wise ops use), so decoding does not keep a second set of threads spinning.
 pub fn matmul_xwt(
     x: &[f32],
     rows: usize,
@@ -24,59 +41,96 @@ pub fn matmul_xwt(
     n: usize,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    debug_assert_eq!(x.len(), rows * k);
-    debug_assert_eq!(w.len(), n * k);
-    // Each task computes a block of output columns for every row, laid out (cols, rows).
-    let blocks: Vec<Vec<f32>> = (0..n.div_ceil(COLS_PER_TASK))
-        .into_par_iter()
-        .map(|t| {
-            let j0 = t * COLS_PER_TASK;
-            let j1 = (j0 + COLS_PER_TASK).min(n);
-            let mut out = vec![0f32; (j1 - j0) * rows];
-            for (jj, j) in (j0..j1).enumerate() {
-                let wrow = &w[j * k..(j + 1) * k];
-                let dst = &mut out[jj * rows..(jj + 1) * rows];
-                dot_rows(x, rows, k, wrow, dst);
-                if let Some(b) = bias {
-                    dst.iter_mut().for_each(|v| *v += b[j]);
+    assert!(x.len() == rows * k && w.len() == n * k && bias.is_none_or(|b| b.len() == n));
+    let mut y = vec![0f32; rows * n];
+    if rows == 0 || n == 0 {
+        return y;
+    }
+    let out = SharedOut(y.as_mut_ptr());
+    let tasks = n.div_ceil(COLS_PER_TASK);
+    // One row (greedy decoding): one weight row at a time streams best; several rows: tiles of
+    // TILE weight rows reuse each loaded input vector TILE times.
+    let col_step = if rows == 1 { 1 } else { TILE };
+    let work = |range: std::ops::Range<usize>| {
+        for t in range {
+            let (j0, j1) = (t * COLS_PER_TASK, ((t + 1) * COLS_PER_TASK).min(n));
+            if rows == 1 {
+                for j in j0..j1 {
+                    let v = dot(x, &w[j * k..(j + 1) * k]);
+                    // SAFETY: j < n; column j belongs to this task only.
+                    unsafe { out.write(j, v + bias.map_or(0.0, |b| b[j])) };
+                }
+                continue;
+            }
+            for jt in (j0..j1).step_by(col_step) {
+                let cols = (j1 - jt).min(col_step);
+                for rt in (0..rows).step_by(TILE) {
+                    let nrows = (rows - rt).min(TILE);
+                    let tile = dot_tile(x, rt, nrows, w, jt, cols, k);
+                    for (r, row) in tile.iter().enumerate().take(nrows) {
+                        for (c, v) in row.iter().enumerate().take(cols) {
+                            let j = jt + c;
+                            let b = bias.map_or(0.0, |b| b[j]);
+                            // SAFETY: rt + r < rows and j < n, so the index is in bounds;
+                            // column j belongs to this task only.
+                            unsafe { out.write((rt + r) * n + j, v + b) };
+                        }
+                    }
                 }
             }
-            out
-        })
-        .collect();
-    let mut y = vec![0f32; rows * n];
-    for (t, block) in blocks.iter().enumerate() {
-        let j0 = t * COLS_PER_TASK;
-        for (jj, vals) in block.chunks_exact(rows).enumerate() {
-            for (r, v) in vals.iter().enumerate() {
-                y[r * n + j0 + jj] = *v;
-            }
         }
-    }
+    };
+    lmrs_core::candle::utils::barrier_pool().execute_chunked(tasks, work);
     y
 }
 
-/// `dst[r] = dot(x[r], w)` for every row `r`.
-fn dot_rows(x: &[f32], rows: usize, k: usize, w: &[f32], dst: &mut [f32]) {
+/// Dot products of input rows `r0..r0+nrows` with weight rows `j0..j0+ncols` (each ≤ TILE).
+/// Missing columns of a partial tile repeat the last real one and are ignored; row counts
+/// below TILE get their own instantiation so a single decoding row costs no extra FMAs.
+fn dot_tile(
+    x: &[f32],
+    r0: usize,
+    nrows: usize,
+    w: &[f32],
+    j0: usize,
+    ncols: usize,
+    k: usize,
+) -> [[f32; TILE]; TILE] {
+    let xr: [&[f32]; TILE] = std::array::from_fn(|i| {
+        let r = r0 + i.min(nrows - 1);
+        &x[r * k..(r + 1) * k]
+    });
+    let wr: [&[f32]; TILE] = std::array::from_fn(|i| {
+        let j = j0 + i.min(ncols - 1);
+        &w[j * k..(j + 1) * k]
+    });
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            let mut r = 0;
-            while r < rows {
-                let take = (rows - r).min(4);
-                // SAFETY: the CPU supports AVX2 and FMA (checked above); slices are in bounds
-                // (x holds rows * k values, w holds k).
-                unsafe {
-                    avx2::dot_up_to_4(&x[r * k..(r + take) * k], take, k, w, &mut dst[r..r + take])
-                };
-                r += take;
-            }
-            return;
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); every slice holds k values.
+            return unsafe {
+                match nrows {
+                    1 => avx2::tile::<1>(xr, wr, k),
+                    2 => avx2::tile::<2>(xr, wr, k),
+                    3 => avx2::tile::<3>(xr, wr, k),
+                    _ => avx2::tile::<4>(xr, wr, k),
+                }
+            };
         }
     }
-    for (r, d) in dst.iter_mut().enumerate().take(rows) {
-        *d = dot_portable(&x[r * k..(r + 1) * k], w);
+    std::array::from_fn(|r| std::array::from_fn(|c| dot_portable(xr[r], wr[c])))
+}
+
+/// One dot product, vectorised when the CPU allows.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return unsafe { avx2::dot(a, b) };
+        }
     }
+    dot_portable(a, b)
 }
 
 /// A dot product the compiler vectorises: eight independent partial sums.
@@ -95,40 +149,78 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::TILE;
     use std::arch::x86_64::*;
 
-    /// Dot products of `rows` (≤ 4) rows of `x` with `w`, two 8-wide accumulators per row so
-    /// that up to eight FMA chains are in flight.
+    /// One dot product with four independent 8-wide accumulators (32 values per iteration).
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_up_to_4(x: &[f32], rows: usize, k: usize, w: &[f32], dst: &mut [f32]) {
-        let mut acc0 = [_mm256_setzero_ps(); 4];
-        let mut acc1 = [_mm256_setzero_ps(); 4];
-        let wp = w.as_ptr();
-        let xp = x.as_ptr();
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let k = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
-        while i + 16 <= k {
-            let w0 = _mm256_loadu_ps(wp.add(i));
-            let w1 = _mm256_loadu_ps(wp.add(i + 8));
-            for r in 0..rows {
-                let row = xp.add(r * k + i);
-                acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row), w0, acc0[r]);
-                acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), w1, acc1[r]);
+        while i + 32 <= k {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let o = i + 8 * u;
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(o)), _mm256_loadu_ps(pb.add(o)), *a);
             }
-            i += 16;
+            i += 32;
         }
-        for r in 0..rows {
-            let s = _mm256_add_ps(acc0[r], acc1[r]);
-            let hi = _mm256_extractf128_ps(s, 1);
-            let lo = _mm256_castps256_ps128(s);
-            let q = _mm_add_ps(hi, lo);
-            let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-            let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-            let mut total = _mm_cvtss_f32(q);
-            for j in i..k {
-                total += *xp.add(r * k + j) * *wp.add(j);
+        while i + 8 <= k {
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut total = hsum(s);
+        while i < k {
+            total += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        total
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(s: __m256) -> f32 {
+        let q = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
+        let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)))
+    }
+
+    /// `R` × 4 dot products with independent 8-wide accumulators (16 for `R` = 4: per 8
+    /// elements, 8 loads feed 16 FMAs). Rows beyond `R` in the result are zero.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile<const R: usize>(
+        x: [&[f32]; TILE],
+        w: [&[f32]; TILE],
+        k: usize,
+    ) -> [[f32; TILE]; TILE] {
+        let mut acc = [[_mm256_setzero_ps(); TILE]; TILE];
+        let mut i = 0;
+        while i + 8 <= k {
+            let wv: [__m256; TILE] = std::array::from_fn(|c| _mm256_loadu_ps(w[c].as_ptr().add(i)));
+            for r in 0..R {
+                let xv = _mm256_loadu_ps(x[r].as_ptr().add(i));
+                for c in 0..TILE {
+                    acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+                }
             }
-            dst[r] = total;
+            i += 8;
         }
+        let mut out = [[0f32; TILE]; TILE];
+        for r in 0..R {
+            for c in 0..TILE {
+                let mut total = hsum(acc[r][c]);
+                for j in i..k {
+                    total += x[r][j] * w[c][j];
+                }
+                out[r][c] = total;
+            }
+        }
+        out
     }
 }
 
