@@ -25,7 +25,7 @@ JSON written by `run` (top-level keys are engine names only):
   {"<engine>": {"load_s": float, "encode_ms": float | null, "encode_ms_by_batch": {"1": .., "8": ..},
                 "first_token_ms": float, "encode_ms_est": float,
                 "cases": [{"batch": 1, "beams": 1, "generate_s": float, "tokens_per_s": float,
-                           "output_tokens": [int, ...], "runs_s": [float, ...]}, ...],
+                           "output_tokens": [int, ...], "runs_s": [float, ...], "min_s": float}, ...],
                 "peak_rss_mb": float, "rss_after_import_mb": float, "meta": {...}}}
   generate_s       median wall time of one generate()/translate_batch() call (includes encoding)
   output_tokens    generated tokens per row, decoder start token excluded (EOS would be counted,
@@ -234,13 +234,17 @@ def cmd_make_model(args):
 # --------------------------------------------------------------------------------------------
 
 
+CPU_UTIL = []  # (process CPU seconds / wall seconds) of every timed run, to spot contention
+
+
 def timed(fn, reps):
     fn()  # warm-up
     runs = []
     for _ in range(reps):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         r = fn()
         runs.append(time.perf_counter() - t)
+        CPU_UTIL.append((time.process_time() - c) / runs[-1])
     return statistics.median(runs), runs, r
 
 
@@ -301,7 +305,7 @@ def worker_transformers(a, inputs):
             assert out[:, 0].eq(DECODER_START_ID).all()
             cases.append(dict(batch=b, beams=beams, generate_s=med,
                               tokens_per_s=b * a.new_tokens / med,
-                              output_tokens=gen_lengths(gen), runs_s=runs))
+                              output_tokens=gen_lengths(gen), runs_s=runs, min_s=min(runs)))
             print(f"  [transformers] batch {b} beams {beams}: {med:.3f}s "
                   f"(runs {', '.join(f'{r:.3f}' for r in runs)}), output lengths "
                   f"{cases[-1]['output_tokens']}", flush=True)
@@ -360,7 +364,7 @@ def worker_ctranslate2(a, inputs):
             gen = [[tok_to_id[x] for x in r.hypotheses[0]] for r in out]
             cases.append(dict(batch=b, beams=beams, generate_s=med,
                               tokens_per_s=b * a.new_tokens / med,
-                              output_tokens=gen_lengths(gen), runs_s=runs))
+                              output_tokens=gen_lengths(gen), runs_s=runs, min_s=min(runs)))
             print(f"  [ctranslate2] batch {b} beams {beams}: {med:.3f}s "
                   f"(runs {', '.join(f'{r:.3f}' for r in runs)}), output lengths "
                   f"{cases[-1]['output_tokens']}", flush=True)
@@ -390,7 +394,10 @@ def load_inputs(model_dir, input_tokens, max_batch):
 
 def cmd_worker(a):
     inputs = load_inputs(a.model_dir, a.input_tokens, max(a.batches))
+    load0 = os.getloadavg()
     res = WORKERS[a.engine](a, inputs)
+    res["meta"]["loadavg_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
+    res["meta"]["cpu_util_median"] = statistics.median(CPU_UTIL) if CPU_UTIL else None
     # per-step decode time from batch-1 greedy -> estimated encoder time (comparable across engines)
     c = next((c for c in res["cases"] if c["batch"] == 1 and c["beams"] == 1), None)
     if c is not None and a.new_tokens > 1:
@@ -451,6 +458,8 @@ def print_table(results, a):
         line(f"b{b} beams{k} gen (s)", get, ".3f")
         line(f"b{b} beams{k} tok/s", lambda r, get=get: get(r, key="tokens_per_s"), ".1f", ratio=False)
     line("peak RSS (MB)", lambda r: r["peak_rss_mb"], ".0f")
+    line("CPU util (cores)", lambda r: r["meta"].get("cpu_util_median"), ".2f", ratio=False)
+    line("loadavg at start", lambda r: r["meta"]["loadavg_before_after"][0], ".2f", ratio=False)
     if others:
         print("(ratio columns: transformers / other, for times and RSS; >1 = other is faster/smaller)")
 
