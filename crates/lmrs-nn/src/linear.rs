@@ -106,7 +106,7 @@ mod tests {
         let b = Tensor::randn(0f32, 1.0, 70, &dev)?;
         for bias in [None, Some(b)] {
             let lin = Linear::new(w.clone(), bias);
-            for rows in [1, 4, 7, 16] {
+            for rows in [1, 4, 7, 16, 33, 64] {
                 let x = Tensor::randn(0f32, 1.0, (rows, 33), &dev)?;
                 let small = lin
                     .forward_small(&x)?
@@ -115,10 +115,10 @@ mod tests {
                 let d = (small - gemm)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 assert!(d < 1e-4, "rows {rows}: {d}");
             }
-            let many = Tensor::randn(0f32, 1.0, (17, 33), &dev)?;
+            let many = Tensor::randn(0f32, 1.0, (65, 33), &dev)?;
             assert!(
                 lin.forward_small(&many)?.is_none(),
-                "17 rows take the GEMM path"
+                "65 rows take the GEMM path"
             );
         }
         Ok(())

@@ -29,7 +29,11 @@ fn inputs(vocab: u32, batch: usize) -> Vec<Vec<u32>> {
 
 fn bench(c: &mut Criterion) {
     let model = std::env::var("LMRS_BENCH_MODEL").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/t5-v1_0-tiny").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/t5-v1_0-tiny"
+        )
+        .to_string()
     });
     let p = Seq2SeqPipeline::load(&model, &LoadOptions::default()).expect("benchmark model loads");
     let vocab = p.tokenizer().inner().get_vocab_size(true) as u32;
