@@ -132,7 +132,7 @@ pub struct GenerationArgs {
     /// Penalise tokens already generated (>1 discourages repeats).
     #[arg(long, help_heading = "Generation")]
     pub repetition_penalty: Option<f64>,
-    /// Token id sequences never to generate, e.g. "5 7;12" bans [5,7] and [12].
+    /// Token id sequences never to generate, e.g. "5 7;12" bans the sequence 5 7 and the token 12.
     #[arg(long, value_parser = parse_bad_words, help_heading = "Generation")]
     pub bad_words_ids: Option<Vec<Vec<u32>>>,
     /// Sample instead of picking the most likely tokens.

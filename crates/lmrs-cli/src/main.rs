@@ -26,7 +26,7 @@ fn main() {
 }
 
 /// The error and its causes joined by ": ", skipping a cause whose text the message already
-/// holds (library errors often embed their source, e.g. "invalid JSON in F: <serde error>").
+/// holds (library errors often embed their source, e.g. "invalid JSON in F: SERDE_ERROR").
 fn error_chain(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
     for cause in e.chain().skip(1) {

@@ -46,8 +46,17 @@ impl TextTokenizer {
         } else {
             TokenizerConfig::default()
         };
-        if cfg
-            .tokenizer_class
+        // Without a tokenizer_config.json, transformers picks the class from config.json's
+        // model_type (t5 and mt5 map to T5Tokenizer).
+        let class = match cfg.tokenizer_class {
+            Some(c) => Some(c),
+            None => lmrs_io::model_type(&dir.join("config.json"))
+                .ok()
+                .flatten()
+                .filter(|t| t == "t5" || t == "mt5")
+                .map(|_| "T5Tokenizer".to_string()),
+        };
+        if class
             .as_deref()
             .is_some_and(|c| c.starts_with("T5Tokenizer"))
         {

@@ -130,6 +130,39 @@ fn tokenizer_matches_transformers() {
 }
 
 #[test]
+fn t5_tokenizer_rules_apply_without_tokenizer_config() {
+    // Hub T5 folders often have no tokenizer_config.json; transformers then picks
+    // T5Tokenizer from config.json's model_type and its whitespace handling must still apply.
+    let tmp = std::env::temp_dir().join(format!("lmrs-no-tokcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(fixture("t5-v1_0-tiny").join(f), tmp.join(f)).unwrap();
+    }
+    // Hub T5 tokenizer.json files carry a Metaspace-only pre-tokenizer; transformers 5
+    // replaces it, so lmrs must too (texts with runs of spaces tokenize differently otherwise).
+    let mut tok: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("t5-v1_0-tiny").join("tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    tok["pre_tokenizer"] = serde_json::json!({
+        "type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true
+    });
+    std::fs::write(tmp.join("tokenizer.json"), tok.to_string()).unwrap();
+    let p = Seq2SeqPipeline::load(tmp.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let (_, exp) = load("t5-v1_0-tiny");
+    for case in exp["tokenization"].as_array().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(
+            p.tokenizer().encode(text, 10_000).unwrap().ids,
+            want,
+            "{text:?}"
+        );
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn truncation_keeps_eos_and_reports_it() {
     let (p, _) = load("t5-v1_0-tiny");
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(40);
