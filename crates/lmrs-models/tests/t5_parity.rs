@@ -70,6 +70,7 @@ fn check_encoder(name: &str) {
         // Padded positions are not compared: transformers leaves them as garbage too, but the
         // values are equally defined, so compare everything.
         let d = max_abs_diff(&got, &want);
+        eprintln!("{name} encoder case {i}: max abs diff {d:.2e}");
         assert!(d <= TOL, "{name} encoder case {i}: max abs diff {d}");
     }
 }
@@ -91,6 +92,7 @@ fn check_decoder(name: &str) {
         let got = full.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let d = max_abs_diff(&got, &want);
         let tol = tolerance(&want);
+        eprintln!("{name} decoder case {i}: max abs diff {d:.2e} (tolerance {tol:.1e})");
         assert!(
             d <= tol,
             "{name} decoder case {i}: max abs diff {d} > {tol}"
@@ -107,6 +109,7 @@ fn check_decoder(name: &str) {
         let stepped = Tensor::cat(&steps, 1).unwrap();
         let got = stepped.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let d = max_abs_diff(&got, &want);
+        eprintln!("{name} cached decoder case {i}: max abs diff {d:.2e}");
         assert!(
             d <= tol,
             "{name} cached decoder case {i}: max abs diff {d} > {tol}"
