@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate the tiny T5 test fixtures under tests/fixtures/.
+"""Generate the tiny T5 test fixtures under tests/fixtures/ (and, through encoder_fixtures.py,
+the tiny BERT ones).
 
 Writes, for each fixture folder:
   config.json, generation_config.json, model.safetensors   (save_pretrained, float32 or bfloat16)
@@ -761,9 +762,14 @@ def main():
         m11 = make_model("t5-v1_1-tiny", vocab_size)
         build_fixture("t5-v1_1-tiny", args.out / "t5-v1_1-tiny", tok_dir, m11, False, torch.float32, True)
 
+    # Encoder fixtures (BERT, sentence-transformers) live in their own module.
+    import encoder_fixtures
+
+    encoder_fixtures.build_all(args.out)
+
     print(f"\ndone in {time.time() - T0:.1f}s")
     for d in sorted(args.out.iterdir()):
-        if d.name.startswith("t5-"):
+        if d.name.startswith(("t5-", "bert-")):
             for f in sorted(d.iterdir()):
                 print(f"  {f.relative_to(args.out)}  {f.stat().st_size:,} B")
 

@@ -43,6 +43,34 @@ pub enum Command {
     /// Measure load time, encoder time, decode tokens/s (batch 1 and 8, greedy and 4 beams)
     /// and peak memory on a fixed-length workload.
     Bench(BenchArgs),
+    /// Sentence embeddings with an encoder (BERT, MiniLM; sentence-transformers folders use
+    /// their own pooling, normalization and max_seq_length).
+    ///
+    /// Example: lmrs embed --model models/all-MiniLM-L6-v2 "A man plays a guitar." "Hello."
+    Embed(crate::embed::EmbedArgs),
+    /// Rank candidates by cosine similarity of their embeddings with a query.
+    ///
+    /// Example: lmrs similarity --model models/all-MiniLM-L6-v2 "query" "candidate" ...
+    Similarity(crate::embed::SimilarityArgs),
+    /// Classify texts (sentiment, topics...) with a sequence-classification checkpoint;
+    /// labels from config.json id2label.
+    ///
+    /// Example: lmrs classify --model DIR --top-k 2 "What a great movie!"
+    Classify(crate::classify::ClassifyArgs),
+    /// Named entities (token classification) with a *ForTokenClassification checkpoint; character
+    /// offsets into each text.
+    ///
+    /// Example: lmrs ner --model DIR --aggregation first "My name is Wolfgang."
+    Ner(crate::token_tasks::NerArgs),
+    /// The most likely tokens for each `[MASK]` in a text (masked language model).
+    ///
+    /// Example: `lmrs fill-mask --model DIR "The capital of France is [MASK]."`
+    FillMask(crate::token_tasks::FillMaskArgs),
+    /// Evaluate: score predictions against references (ROUGE, BLEU, chrF, accuracy,
+    /// precision/recall/F1, exact match), or run a model over a dataset and score it.
+    ///
+    /// Example: lmrs eval metrics --metric rouge --predictions pred.txt --references ref.txt
+    Eval(crate::eval::EvalArgs),
 }
 
 /// Flags shared by the generation commands.

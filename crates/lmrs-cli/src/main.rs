@@ -2,8 +2,13 @@
 
 mod args;
 mod bench;
+mod classify;
+mod embed;
+mod embed_bench;
+mod eval;
 mod input;
 mod run;
+mod token_tasks;
 
 use clap::Parser;
 
@@ -18,6 +23,12 @@ fn main() {
         args::Command::Translate(a) => run::translate(a),
         args::Command::Text2text(a) => run::text2text(a),
         args::Command::Bench(a) => bench::run(a),
+        args::Command::Embed(a) => embed::embed(a),
+        args::Command::Similarity(a) => embed::similarity(a),
+        args::Command::Classify(a) => classify::classify(a),
+        args::Command::Ner(a) => token_tasks::ner(a),
+        args::Command::FillMask(a) => token_tasks::fill_mask(a),
+        args::Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));

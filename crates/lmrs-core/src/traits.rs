@@ -79,3 +79,28 @@ pub trait StepModel {
     /// Current number of rows.
     fn rows(&self) -> usize;
 }
+
+/// A bidirectional encoder (BERT, RoBERTa, DistilBERT...): token ids in, one hidden state per
+/// token out.
+///
+/// Shapes: `input_ids`, `attention_mask` and `token_type_ids` are `(batch, seq)` u32 (mask: 1
+/// for real tokens, 0 for padding; padding on the right); the result is
+/// `(batch, seq, hidden_size)` f32.
+pub trait Encoder {
+    /// Run the encoder. `token_type_ids` default to all zeros (segment A) when `None`.
+    fn encode(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> Result<Tensor>;
+
+    /// Width of each token's hidden state.
+    fn hidden_size(&self) -> usize;
+
+    /// The longest input, in tokens, the model can take (its position table).
+    fn max_positions(&self) -> usize;
+
+    /// Rows of the token embedding table (valid ids are below this).
+    fn vocab_size(&self) -> usize;
+}

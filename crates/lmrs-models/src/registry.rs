@@ -1,8 +1,12 @@
 //! Which architectures lmrs builds, by the `model_type` of their `config.json`.
 
+use crate::bert::{
+    BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
+    BertModel,
+};
 use crate::t5::{T5Config, T5ForConditionalGeneration};
 use crate::{ModelError, Result};
-use lmrs_core::{DType, Device};
+use lmrs_core::{DType, Device, Encoder, Tensor};
 use lmrs_io::{ModelFiles, Weights};
 
 /// `model_type` values of encoder-decoder checkpoints lmrs can load.
@@ -93,6 +97,224 @@ impl Seq2SeqModel {
     pub fn max_input_tokens(&self) -> Option<usize> {
         match self {
             Self::T5(m) => m.config().n_positions,
+        }
+    }
+}
+
+/// `model_type` values of encoder-only checkpoints lmrs can load.
+pub const ENCODER_MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert"];
+
+/// An encoder-only model of any supported architecture.
+#[derive(Debug, Clone)]
+pub enum EncoderModel {
+    /// BERT / MiniLM / RoBERTa / XLM-R / DistilBERT (and sentence-transformers models built on
+    /// them).
+    Bert(BertModel),
+}
+
+/// Build the encoder-only model in `files`, in f32 on `device`.
+pub fn load_encoder(files: &ModelFiles, device: &Device) -> Result<EncoderModel> {
+    let model_type = lmrs_io::model_type(&files.config)?;
+    match model_type.as_deref() {
+        Some("bert" | "roberta" | "xlm-roberta" | "distilbert") => {
+            let cfg = BertConfig::from_file(&files.config)?;
+            let weights = Weights::from_files(&files.weights, device, DType::F32)?;
+            Ok(EncoderModel::Bert(BertModel::load(&weights, cfg)?))
+        }
+        other => Err(ModelError::UnknownModelType {
+            found: other.unwrap_or("(missing)").to_string(),
+            path: files.config.display().to_string(),
+            supported: ENCODER_MODEL_TYPES.join(", "),
+        }),
+    }
+}
+
+impl Encoder for EncoderModel {
+    fn encode(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> lmrs_core::Result<Tensor> {
+        match self {
+            Self::Bert(m) => m.encode(input_ids, attention_mask, token_type_ids),
+        }
+    }
+
+    fn hidden_size(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.hidden_size(),
+        }
+    }
+
+    fn max_positions(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.max_positions(),
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.vocab_size(),
+        }
+    }
+}
+
+/// A sequence-classification model (an encoder with a classifier head).
+#[derive(Debug, Clone)]
+pub enum SequenceClassifier {
+    /// `BertForSequenceClassification`.
+    Bert(BertForSequenceClassification),
+}
+
+/// Load a BERT-family head: read the config, map the weights, build with `build`; config
+/// errors from the head name the config file.
+fn load_bert_head<T>(
+    files: &ModelFiles,
+    device: &Device,
+    build: impl FnOnce(&Weights, BertConfig) -> Result<T>,
+) -> Result<T> {
+    let model_type = lmrs_io::model_type(&files.config)?;
+    match model_type.as_deref() {
+        Some("bert" | "roberta" | "xlm-roberta" | "distilbert") => {
+            let cfg = BertConfig::from_file(&files.config)?;
+            let weights = Weights::from_files(&files.weights, device, DType::F32)?;
+            build(&weights, cfg).map_err(|e| match e {
+                ModelError::Config { message, .. } => ModelError::Config {
+                    path: files.config.display().to_string(),
+                    message,
+                },
+                e => e,
+            })
+        }
+        other => Err(ModelError::UnknownModelType {
+            found: other.unwrap_or("(missing)").to_string(),
+            path: files.config.display().to_string(),
+            supported: ENCODER_MODEL_TYPES.join(", "),
+        }),
+    }
+}
+
+/// Build the sequence classifier in `files`, in f32 on `device`. A checkpoint without a
+/// classification head is an error saying so.
+pub fn load_sequence_classifier(files: &ModelFiles, device: &Device) -> Result<SequenceClassifier> {
+    load_bert_head(files, device, |w, cfg| {
+        Ok(SequenceClassifier::Bert(
+            BertForSequenceClassification::load(w, cfg)?,
+        ))
+    })
+}
+
+impl SequenceClassifier {
+    /// Logits `(b, num_labels)` for a right-padded batch.
+    pub fn classify(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> lmrs_core::Result<Tensor> {
+        match self {
+            Self::Bert(m) => m.classify(input_ids, attention_mask, token_type_ids),
+        }
+    }
+
+    /// Label names by index (`id2label`).
+    pub fn labels(&self) -> Vec<String> {
+        match self {
+            Self::Bert(m) => m.config().labels(),
+        }
+    }
+
+    /// `problem_type` of the config, when set.
+    pub fn problem_type(&self) -> Option<&str> {
+        match self {
+            Self::Bert(m) => m.config().problem_type.as_deref(),
+        }
+    }
+
+    /// The longest input, in tokens, the model can take.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.bert().max_positions(),
+        }
+    }
+}
+
+/// A token-classification model (NER, POS tagging...).
+#[derive(Debug, Clone)]
+pub enum TokenClassifier {
+    /// `BertForTokenClassification`.
+    Bert(BertForTokenClassification),
+}
+
+/// Build the token classifier in `files`, in f32 on `device`.
+pub fn load_token_classifier(files: &ModelFiles, device: &Device) -> Result<TokenClassifier> {
+    load_bert_head(files, device, |w, cfg| {
+        Ok(TokenClassifier::Bert(BertForTokenClassification::load(
+            w, cfg,
+        )?))
+    })
+}
+
+impl TokenClassifier {
+    /// Logits `(b, s, num_labels)` for a right-padded batch.
+    pub fn classify_tokens(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> lmrs_core::Result<Tensor> {
+        match self {
+            Self::Bert(m) => m.classify_tokens(input_ids, attention_mask, token_type_ids),
+        }
+    }
+
+    /// Label names by index (`id2label`).
+    pub fn labels(&self) -> Vec<String> {
+        match self {
+            Self::Bert(m) => m.config().labels(),
+        }
+    }
+
+    /// The longest input, in tokens, the model can take.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.bert().max_positions(),
+        }
+    }
+}
+
+/// A masked language model (fill-mask).
+#[derive(Debug, Clone)]
+pub enum MaskedLm {
+    /// `BertForMaskedLM`.
+    Bert(BertForMaskedLM),
+}
+
+/// Build the masked language model in `files`, in f32 on `device`.
+pub fn load_masked_lm(files: &ModelFiles, device: &Device) -> Result<MaskedLm> {
+    load_bert_head(files, device, |w, cfg| {
+        Ok(MaskedLm::Bert(BertForMaskedLM::load(w, cfg)?))
+    })
+}
+
+impl MaskedLm {
+    /// Vocabulary logits `(b, s, vocab)` for a right-padded batch.
+    pub fn logits(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> lmrs_core::Result<Tensor> {
+        match self {
+            Self::Bert(m) => m.logits(input_ids, attention_mask, token_type_ids),
+        }
+    }
+
+    /// The longest input, in tokens, the model can take.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.bert().max_positions(),
         }
     }
 }

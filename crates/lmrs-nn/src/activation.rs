@@ -32,7 +32,7 @@ impl Activation {
         match self {
             Self::Relu => x.relu(),
             Self::GeluTanh => x.gelu(),
-            Self::GeluErf => x.gelu_erf(),
+            Self::GeluErf => crate::kernels::gelu::gelu_erf(x),
             Self::Silu => x.silu(),
         }
     }

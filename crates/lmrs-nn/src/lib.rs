@@ -11,6 +11,7 @@ pub mod kernels;
 mod kv_cache;
 mod linear;
 mod norm;
+mod pooling;
 mod position;
 
 pub use activation::Activation;
@@ -18,7 +19,8 @@ pub use attention::{attend, causal_mask_bias, merge_heads, padding_mask_bias, sp
 pub use embedding::Embedding;
 pub use kv_cache::KvCache;
 pub use linear::Linear;
-pub use norm::RmsNorm;
+pub use norm::{LayerNorm, RmsNorm};
+pub use pooling::{l2_normalize, pool, Pooling};
 pub use position::relative_position_bucket;
 
 /// Errors of layer construction are loading errors.

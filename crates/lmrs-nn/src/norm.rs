@@ -28,3 +28,67 @@ impl Module for RmsNorm {
         candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
     }
 }
+
+/// Standard layer norm with a learned scale and shift:
+/// `(x - mean(x)) / sqrt(var(x) + eps) * weight + bias` over the last dimension (PyTorch's
+/// `nn.LayerNorm`, as in BERT, RoBERTa, DistilBERT).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Load `weight` and `bias` `(dim,)` under `w`'s prefix. Checkpoints converted from
+    /// TensorFlow name them `gamma` and `beta`; those names are accepted too, as `transformers`
+    /// does.
+    pub fn load(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        let (scale, shift) = if !w.contains("weight") && w.contains("gamma") {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
+        Ok(Self {
+            weight: w.get(scale, &[dim])?,
+            bias: w.get(shift, &[dim])?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Wrap existing tensors (`(dim,)` each).
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        Self {
+            weight,
+            bias,
+            eps: eps as f32,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
+        // The fused kernel needs a contiguous input; it computes in f32.
+        candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmrs_core::Device;
+
+    #[test]
+    fn layer_norm_matches_the_definition() -> lmrs_core::candle::Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 3.0, (2, 3, 8), &dev)?;
+        let w = Tensor::randn(1f32, 0.5, 8, &dev)?;
+        let b = Tensor::randn(0f32, 0.5, 8, &dev)?;
+        let ln = LayerNorm::new(w.clone(), b.clone(), 1e-12);
+        let got = ln.forward(&x)?;
+        let want = candle_nn::ops::layer_norm_slow(&x, &w, &b, 1e-12)?;
+        let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-5, "{d}");
+        Ok(())
+    }
+}

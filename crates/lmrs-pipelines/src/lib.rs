@@ -4,13 +4,35 @@
 //! - [`Seq2SeqPipeline`]: summarization, translation and plain text2text with an
 //!   encoder-decoder (the behaviour of `transformers`' summarization, translation and
 //!   text2text-generation pipelines).
+//! - [`EmbeddingPipeline`]: sentence embeddings with an encoder (`sentence-transformers`'
+//!   `encode`), and cosine similarity ranking.
+//! - [`ClassificationPipeline`]: text classification with a sequence-classification encoder
+//!   (`transformers`' text-classification pipeline).
+//! - [`TokenClassificationPipeline`]: named entities and other token labels, with
+//!   `transformers`' aggregation strategies and character offsets.
+//! - [`FillMaskPipeline`]: the most likely tokens for each `[MASK]`.
 
+mod classify;
+mod embed;
 mod error;
+mod fill_mask;
+mod ner;
+mod sentence;
 mod seq2seq;
 mod task;
 mod text;
 
+pub use classify::{
+    Classification, ClassificationPipeline, ClassifyOptions, LabelScore, ScoreFunction,
+};
+pub use embed::{
+    cosine_similarity, rank_by_similarity, EmbedOptions, EmbeddingPipeline, Ranked, TextEmbedding,
+};
 pub use error::{PipelineError, Result};
+pub use fill_mask::{FillMaskPipeline, MaskFill};
+pub use lmrs_nn::Pooling;
+pub use ner::{Aggregation, Entity, TokenClassificationPipeline};
+pub use sentence::SentenceConfig;
 pub use seq2seq::{GeneratedText, LoadOptions, RunOptions, Seq2SeqOutput, Seq2SeqPipeline};
 pub use task::{language_code, Task, TaskSettings};
-pub use text::{clean_up_tokenization, TextTokenizer};
+pub use text::{clean_up_tokenization, Detailed, Encoded, TextTokenizer};

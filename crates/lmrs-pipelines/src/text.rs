@@ -21,8 +21,23 @@ struct TokenizerConfig {
 pub struct Encoded {
     /// Token ids, special tokens included.
     pub ids: Vec<u32>,
+    /// Segment (token type) ids, one per id (all 0 for a single text).
+    pub type_ids: Vec<u32>,
     /// Whether the text was cut to fit the input limit.
     pub truncated: bool,
+}
+
+/// One encoded input with offsets and token strings (token-level tasks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detailed {
+    /// Ids, type ids and truncation.
+    pub encoded: Encoded,
+    /// `(start, end)` character offsets into the text; `(0, 0)` for special tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// `true` for tokens the post-processor added (`[CLS]`, `[SEP]`).
+    pub special: Vec<bool>,
+    /// Token strings (`##ing` for WordPiece continuations).
+    pub tokens: Vec<String>,
 }
 
 /// A tokenizer with the options `transformers` would apply for this checkpoint.
@@ -69,7 +84,12 @@ impl TextTokenizer {
             ]);
             tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)));
         }
+        // transformers ignores the padding and truncation saved in tokenizer.json (some
+        // checkpoints ship `Fixed(128)` padding and a 128-token limit); so do we.
         tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| PipelineError::Tokenize(e.to_string()))?;
         Ok(Self {
             tokenizer,
             clean_up_spaces: cfg.clean_up_tokenization_spaces.unwrap_or(false),
@@ -79,8 +99,47 @@ impl TextTokenizer {
     /// Encode with special tokens, keeping at most `max_tokens` ids (special tokens included)
     /// like `truncation=True, max_length=max_tokens`.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Result<Encoded> {
+        let (enc, truncated) = self.encode_raw(text, max_tokens, false)?;
+        Ok(Encoded {
+            truncated,
+            ids: enc.get_ids().to_vec(),
+            type_ids: enc.get_type_ids().to_vec(),
+        })
+    }
+
+    /// [`TextTokenizer::encode`] plus what token-level tasks need: character offsets into
+    /// `text` (`(0, 0)` for special tokens), the special-token mask and the token strings.
+    pub fn encode_detailed(&self, text: &str, max_tokens: usize) -> Result<Detailed> {
+        let (enc, truncated) = self.encode_raw(text, max_tokens, true)?;
+        Ok(Detailed {
+            encoded: Encoded {
+                truncated,
+                ids: enc.get_ids().to_vec(),
+                type_ids: enc.get_type_ids().to_vec(),
+            },
+            offsets: enc.get_offsets().to_vec(),
+            special: enc
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&m| m == 1)
+                .collect(),
+            tokens: enc.get_tokens().to_vec(),
+        })
+    }
+
+    fn encode_raw(
+        &self,
+        text: &str,
+        max_tokens: usize,
+        char_offsets: bool,
+    ) -> Result<(tokenizers::Encoding, bool)> {
         let err = |e: tokenizers::Error| PipelineError::Tokenize(e.to_string());
-        let mut enc = self.tokenizer.encode(text, false).map_err(err)?;
+        let mut enc = if char_offsets {
+            self.tokenizer.encode_char_offsets(text, false)
+        } else {
+            self.tokenizer.encode(text, false)
+        }
+        .map_err(err)?;
         // Room left once the post-processor has added its special tokens (T5: `</s>`).
         let added = self
             .tokenizer
@@ -92,18 +151,15 @@ impl TextTokenizer {
             enc.truncate(room, 0, TruncationDirection::Right);
         }
         let enc = self.tokenizer.post_process(enc, None, true).map_err(err)?;
-        Ok(Encoded {
-            truncated,
-            ids: enc.get_ids().to_vec(),
-        })
+        Ok((enc, truncated))
     }
 
-    /// Decode generated ids, skipping special tokens (ids beyond the vocabulary are dropped,
-    /// as `transformers` does).
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+    /// Decode ids; `skip_special` drops special tokens (the WordPiece/Metaspace decoder's own
+    /// clean-up applies, plus `clean_up_tokenization_spaces` when the config asks).
+    pub fn decode_with(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         let text = self
             .tokenizer
-            .decode(ids, true)
+            .decode(ids, skip_special)
             .map_err(|e| PipelineError::Tokenize(e.to_string()))?;
         Ok(if self.clean_up_spaces {
             clean_up_tokenization(&text)
@@ -112,10 +168,74 @@ impl TextTokenizer {
         })
     }
 
+    /// Join token strings into text with the tokenizer's decoder (`transformers`'
+    /// `convert_tokens_to_string`).
+    pub fn tokens_to_string(&self, tokens: &[String]) -> Result<String> {
+        match self.tokenizer.get_decoder() {
+            Some(d) => tokenizers::Decoder::decode(d, tokens.to_vec())
+                .map_err(|e| PipelineError::Tokenize(e.to_string())),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
+    /// Decode generated ids, skipping special tokens (ids beyond the vocabulary are dropped,
+    /// as `transformers` does).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.decode_with(ids, true)
+    }
+
     /// The underlying `tokenizers` tokenizer.
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer
     }
+}
+
+/// Right-pad encoded rows into `(ids, token_type_ids, attention_mask)` tensors `(b, s)`
+/// (padding id 0, mask 0 on padding).
+pub(crate) fn pad_right(
+    rows: &[&Encoded],
+    device: &lmrs_core::Device,
+) -> Result<(lmrs_core::Tensor, lmrs_core::Tensor, lmrs_core::Tensor)> {
+    use lmrs_core::Tensor;
+    let b = rows.len();
+    let s = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+    if b == 0 || s == 0 {
+        return Err(PipelineError::Core(lmrs_core::Error::InvalidInput(
+            "empty batch".into(),
+        )));
+    }
+    let (mut ids, mut types, mut mask) = (vec![0u32; b * s], vec![0u32; b * s], vec![0u32; b * s]);
+    for (r, row) in rows.iter().enumerate() {
+        let n = row.ids.len();
+        ids[r * s..r * s + n].copy_from_slice(&row.ids);
+        types[r * s..r * s + n].copy_from_slice(&row.type_ids);
+        mask[r * s..r * s + n].fill(1);
+    }
+    Ok((
+        Tensor::from_vec(ids, (b, s), device)?,
+        Tensor::from_vec(types, (b, s), device)?,
+        Tensor::from_vec(mask, (b, s), device)?,
+    ))
+}
+
+#[derive(Default, serde::Deserialize)]
+struct TokenizerLimits {
+    #[serde(default)]
+    model_max_length: Option<f64>,
+}
+
+/// `model_max_length` of the folder's `tokenizer_config.json`, when it is a real limit
+/// (transformers writes 1e30 for "none").
+pub(crate) fn tokenizer_max_length(dir: &Path) -> Result<Option<usize>> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let cfg: TokenizerLimits = lmrs_io::read_json(&path)?;
+    Ok(cfg
+        .model_max_length
+        .filter(|l| (1.0..1e9).contains(l))
+        .map(|l| l as usize))
 }
 
 /// `transformers`' `clean_up_tokenization`: drop spaces before punctuation and contractions.

@@ -1,4 +1,5 @@
 //! Hand-written CPU kernels for hot paths where the generic backend is slow. Each one sits
 //! behind an ordinary layer type next to the plain backend path and is tested against it.
 
+pub mod gelu;
 pub mod small_matmul;
