@@ -102,10 +102,10 @@ pub struct TranslateArgs {
     pub task: TaskArgs,
 }
 
-/// Input and output.
+/// Where texts come from when they are not given as arguments (every text command).
 #[derive(Debug, Args)]
-pub struct IoArgs {
-    /// Read documents from FILE: plain text with one document per line, or JSON Lines
+pub struct InputArgs {
+    /// Read texts from FILE: plain text with one text per line, or JSON Lines
     /// (`.jsonl`/`.json` or --jsonl) taking each object's --field. `-` is stdin.
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
@@ -115,6 +115,13 @@ pub struct IoArgs {
     /// Field holding the text in JSON Lines input.
     #[arg(long, default_value = "text")]
     pub field: String,
+}
+
+/// Input and output of the generation commands.
+#[derive(Debug, Args)]
+pub struct IoArgs {
+    #[command(flatten)]
+    pub source: InputArgs,
     /// Print one JSON object per input (text, token ids, token counts, timing).
     #[arg(long)]
     pub json: bool,

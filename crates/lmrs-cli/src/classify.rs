@@ -1,12 +1,11 @@
 //! `classify`: text classification (sentiment, topics...) with a sequence-classification model.
 
-use crate::args::IoArgs;
+use crate::args::InputArgs;
 use crate::input::documents;
 use anyhow::{bail, Result};
 use clap::Args;
 use lmrs_pipelines::{ClassificationPipeline, ClassifyOptions, ScoreFunction};
 use std::io::Write;
-use std::path::PathBuf;
 
 /// `lmrs classify` flags.
 #[derive(Debug, Args)]
@@ -20,16 +19,8 @@ pub struct ClassifyArgs {
     pub revision: Option<String>,
     /// Texts to classify. Without texts and --input, stdin is read (one text per line).
     pub texts: Vec<String>,
-    /// Read texts from FILE: one per line, or JSON Lines (`.jsonl`/`.json` or --jsonl) taking
-    /// each object's --field. `-` is stdin.
-    #[arg(short, long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Treat the input as JSON Lines whatever its extension.
-    #[arg(long)]
-    pub jsonl: bool,
-    /// Field holding the text in JSON Lines input.
-    #[arg(long, default_value = "text")]
-    pub field: String,
+    #[command(flatten)]
+    pub source: InputArgs,
     /// Labels printed per text, best first (0: all).
     #[arg(long, default_value_t = 1)]
     pub top_k: usize,
@@ -57,15 +48,7 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let io = IoArgs {
-        input: args.input.clone(),
-        jsonl: args.jsonl,
-        field: args.field.clone(),
-        json: args.json,
-        batch_size: args.batch_size,
-        max_input_tokens: None,
-    };
-    let docs = documents(&args.texts, &io)?;
+    let docs = documents(&args.texts, &args.source)?;
     let pipeline = ClassificationPipeline::load(
         &args.model,
         &ClassifyOptions {

@@ -1,6 +1,6 @@
 //! `embed` and `similarity`: sentence embeddings with an encoder model.
 
-use crate::args::IoArgs;
+use crate::args::InputArgs;
 use crate::input::documents;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -75,16 +75,8 @@ pub struct EmbedArgs {
     pub model: EmbedModelArgs,
     /// Texts to embed. Without texts and --input, stdin is read (one text per line).
     pub texts: Vec<String>,
-    /// Read texts from FILE: one per line, or JSON Lines (`.jsonl`/`.json` or --jsonl) taking
-    /// each object's --field. `-` is stdin.
-    #[arg(short, long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Treat the input as JSON Lines whatever its extension.
-    #[arg(long)]
-    pub jsonl: bool,
-    /// Field holding the text in JSON Lines input.
-    #[arg(long, default_value = "text")]
-    pub field: String,
+    #[command(flatten)]
+    pub source: InputArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = EmbedFormat::Json)]
     pub format: EmbedFormat,
@@ -125,15 +117,8 @@ pub struct SimilarityArgs {
     /// The query, then the candidates to rank (or give candidates with --input).
     #[arg(required = true)]
     pub texts: Vec<String>,
-    /// Read the candidates from FILE (one per line, or JSON Lines with --field).
-    #[arg(short, long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Treat the input as JSON Lines whatever its extension.
-    #[arg(long)]
-    pub jsonl: bool,
-    /// Field holding the text in JSON Lines input.
-    #[arg(long, default_value = "text")]
-    pub field: String,
+    #[command(flatten)]
+    pub source: InputArgs,
     /// Print only the K best candidates.
     #[arg(long)]
     pub top_k: Option<usize>,
@@ -166,17 +151,6 @@ fn parse_pooling(s: &str) -> Result<Pooling, String> {
     })
 }
 
-fn io_args(input: &Option<PathBuf>, jsonl: bool, field: &str) -> IoArgs {
-    IoArgs {
-        input: input.clone(),
-        jsonl,
-        field: field.to_string(),
-        json: false,
-        batch_size: 1,
-        max_input_tokens: None,
-    }
-}
-
 fn warn_truncated(embeddings: &[TextEmbedding], limit: usize) {
     let n = embeddings.iter().filter(|e| e.truncated).count();
     if n > 0 {
@@ -199,7 +173,7 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
         };
         return crate::embed_bench::run(&pipeline, t.elapsed().as_secs_f64(), &spec);
     }
-    let docs = documents(&args.texts, &io_args(&args.input, args.jsonl, &args.field))?;
+    let docs = documents(&args.texts, &args.source)?;
     let pipeline = args.model.load()?;
     let embeddings = pipeline.embed(&docs, args.model.batch_size)?;
     warn_truncated(&embeddings, pipeline.max_seq_length());
@@ -257,13 +231,12 @@ fn write_npy(out: &mut dyn Write, rows: &[TextEmbedding], dim: usize) -> Result<
 }
 
 pub fn similarity(args: SimilarityArgs) -> Result<()> {
-    let (query, candidates) = match &args.input {
+    let (query, candidates) = match &args.source.input {
         Some(_) => {
             if args.texts.len() != 1 {
                 bail!("with --input, give only the query as an argument");
             }
-            let io = io_args(&args.input, args.jsonl, &args.field);
-            (args.texts[0].clone(), documents(&[], &io)?)
+            (args.texts[0].clone(), documents(&[], &args.source)?)
         }
         None => {
             if args.texts.len() < 2 {

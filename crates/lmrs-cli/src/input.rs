@@ -1,12 +1,12 @@
 //! Reading the documents to process: positional texts, a file, or stdin.
 
-use crate::args::IoArgs;
+use crate::args::InputArgs;
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 /// The documents to process, in order.
-pub fn documents(texts: &[String], io: &IoArgs) -> Result<Vec<String>> {
+pub fn documents(texts: &[String], io: &InputArgs) -> Result<Vec<String>> {
     if !texts.is_empty() {
         if io.input.is_some() {
             bail!("give texts as arguments or with --input, not both");

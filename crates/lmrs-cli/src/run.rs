@@ -24,7 +24,7 @@ pub fn text2text(args: TaskArgs) -> Result<()> {
 }
 
 fn run_task(args: TaskArgs, task: Task) -> Result<()> {
-    let docs = documents(&args.texts, &args.io)?;
+    let docs = documents(&args.texts, &args.io.source)?;
     let pipeline = Seq2SeqPipeline::load(
         &args.model,
         &LoadOptions {

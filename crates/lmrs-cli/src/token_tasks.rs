@@ -1,12 +1,11 @@
 //! `ner` (token classification) and `fill-mask`.
 
-use crate::args::IoArgs;
+use crate::args::InputArgs;
 use crate::input::documents;
 use anyhow::{bail, Result};
 use clap::Args;
 use lmrs_pipelines::{Aggregation, FillMaskPipeline, TokenClassificationPipeline};
 use std::io::Write;
-use std::path::PathBuf;
 
 /// Texts and model, shared by `ner` and `fill-mask`.
 #[derive(Debug, Args)]
@@ -19,16 +18,8 @@ pub struct TokenTaskInput {
     pub revision: Option<String>,
     /// Texts. Without texts and --input, stdin is read (one text per line).
     pub texts: Vec<String>,
-    /// Read texts from FILE: one per line, or JSON Lines (`.jsonl`/`.json` or --jsonl) taking
-    /// each object's --field. `-` is stdin.
-    #[arg(short, long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// Treat the input as JSON Lines whatever its extension.
-    #[arg(long)]
-    pub jsonl: bool,
-    /// Field holding the text in JSON Lines input.
-    #[arg(long, default_value = "text")]
-    pub field: String,
+    #[command(flatten)]
+    pub source: InputArgs,
     /// Inputs run together in one batch.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -42,15 +33,7 @@ impl TokenTaskInput {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let io = IoArgs {
-            input: self.input.clone(),
-            jsonl: self.jsonl,
-            field: self.field.clone(),
-            json: self.json,
-            batch_size: self.batch_size,
-            max_input_tokens: None,
-        };
-        documents(&self.texts, &io)
+        documents(&self.texts, &self.source)
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::text::{pad_right, Encoded, TextTokenizer};
 use crate::{PipelineError, Result};
 use lmrs_core::Device;
-use lmrs_io::{ModelFiles, ModelSource};
+use lmrs_io::ModelFiles;
 use lmrs_models::registry::{load_sequence_classifier, SequenceClassifier};
 use std::path::{Path, PathBuf};
 
@@ -102,15 +102,8 @@ pub struct ClassificationPipeline {
 impl ClassificationPipeline {
     /// Load from a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &ClassifyOptions) -> Result<Self> {
-        let dir = match lmrs_io::resolve(reference, opts.revision.as_deref())? {
-            ModelSource::HfFolder(dir) => dir,
-            ModelSource::Gguf(path) => {
-                return Err(PipelineError::Task(format!(
-                    "{} is a single file; encoder models load from a Hugging Face folder",
-                    path.display()
-                )))
-            }
-        };
+        let dir =
+            crate::source::model_folder(reference, opts.revision.as_deref(), "encoder models")?;
         let files = ModelFiles::from_folder(&dir)?;
         let tokenizer = TextTokenizer::load(&dir)?;
         let device = Device::Cpu;

@@ -10,7 +10,7 @@ use crate::sentence::SentenceConfig;
 use crate::text::{Encoded, TextTokenizer};
 use crate::{PipelineError, Result};
 use lmrs_core::{Device, Encoder, Tensor};
-use lmrs_io::{ModelFiles, ModelSource};
+use lmrs_io::ModelFiles;
 use lmrs_models::registry::{load_encoder, EncoderModel};
 use lmrs_nn::{l2_normalize, pool, Pooling};
 use std::path::{Path, PathBuf};
@@ -56,15 +56,8 @@ pub struct EmbeddingPipeline {
 impl EmbeddingPipeline {
     /// Load from a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &EmbedOptions) -> Result<Self> {
-        let dir = match lmrs_io::resolve(reference, opts.revision.as_deref())? {
-            ModelSource::HfFolder(dir) => dir,
-            ModelSource::Gguf(path) => {
-                return Err(PipelineError::Task(format!(
-                    "{} is a single file; encoder models load from a Hugging Face folder",
-                    path.display()
-                )))
-            }
-        };
+        let dir =
+            crate::source::model_folder(reference, opts.revision.as_deref(), "encoder models")?;
         let st = SentenceConfig::from_folder(&dir)?;
         let model_dir = st
             .as_ref()

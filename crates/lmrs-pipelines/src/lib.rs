@@ -19,6 +19,7 @@ mod fill_mask;
 mod ner;
 mod sentence;
 mod seq2seq;
+mod source;
 mod task;
 mod text;
 

@@ -4,7 +4,7 @@
 use crate::text::{pad_right, Detailed, Encoded, TextTokenizer};
 use crate::{PipelineError, Result};
 use lmrs_core::Device;
-use lmrs_io::{ModelFiles, ModelSource};
+use lmrs_io::ModelFiles;
 use lmrs_models::registry::{load_token_classifier, TokenClassifier};
 use std::path::{Path, PathBuf};
 
@@ -111,15 +111,7 @@ fn tag(label: &str) -> (bool, &str) {
 impl TokenClassificationPipeline {
     /// Load from a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, revision: Option<&str>) -> Result<Self> {
-        let dir = match lmrs_io::resolve(reference, revision)? {
-            ModelSource::HfFolder(dir) => dir,
-            ModelSource::Gguf(path) => {
-                return Err(PipelineError::Task(format!(
-                    "{} is a single file; encoder models load from a Hugging Face folder",
-                    path.display()
-                )))
-            }
-        };
+        let dir = crate::source::model_folder(reference, revision, "encoder models")?;
         let files = ModelFiles::from_folder(&dir)?;
         let tokenizer = TextTokenizer::load(&dir)?;
         let device = Device::Cpu;

@@ -5,7 +5,7 @@ use crate::text::TextTokenizer;
 use crate::{PipelineError, Result};
 use lmrs_core::{Device, Seq2SeqLm, SpecialTokens, Tensor};
 use lmrs_generate::{generate, GenerationConfig, Seq2SeqSession};
-use lmrs_io::{ModelFiles, ModelSource};
+use lmrs_io::ModelFiles;
 use lmrs_models::registry::{load_seq2seq, Seq2SeqModel};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -88,15 +88,11 @@ pub struct Seq2SeqPipeline {
 impl Seq2SeqPipeline {
     /// Load from a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &LoadOptions) -> Result<Self> {
-        let dir = match lmrs_io::resolve(reference, opts.revision.as_deref())? {
-            ModelSource::HfFolder(dir) => dir,
-            ModelSource::Gguf(path) => {
-                return Err(PipelineError::Task(format!(
-                    "{} is a single file; encoder-decoder models load from a Hugging Face folder",
-                    path.display()
-                )))
-            }
-        };
+        let dir = crate::source::model_folder(
+            reference,
+            opts.revision.as_deref(),
+            "encoder-decoder models",
+        )?;
         Self::load_folder(dir, opts)
     }
 
