@@ -1,6 +1,6 @@
 //! `Linear`: `y = x W^T + b`, with `W` stored `(out, in)` as in PyTorch checkpoints.
 
-use crate::kernels::small_matmul;
+use crate::kernels::{gemm, small_matmul};
 use crate::Result;
 use lmrs_core::{Module, Tensor};
 use lmrs_io::Weights;
@@ -45,16 +45,13 @@ impl Linear {
         }
     }
 
-    /// The small-row kernel, when it applies: f32 on the CPU with at most
-    /// [`small_matmul::MAX_ROWS`] rows. `None` otherwise.
+    /// lmrs's own kernels, when they apply (f32 on the CPU): the small-row kernel up to
+    /// [`small_matmul::MAX_ROWS`] rows, the packed GEMM beyond. `None` otherwise.
     pub fn forward_small(&self, x2d: &Tensor) -> lmrs_core::candle::Result<Option<Tensor>> {
         use lmrs_core::candle::{CpuStorage, DType, Storage};
         let (rows, k) = x2d.dims2()?;
         let n = self.weight.dim(0)?;
-        if rows > small_matmul::MAX_ROWS
-            || x2d.dtype() != DType::F32
-            || self.weight.dtype() != DType::F32
-            || !x2d.device().is_cpu()
+        if x2d.dtype() != DType::F32 || self.weight.dtype() != DType::F32 || !x2d.device().is_cpu()
         {
             return Ok(None);
         }
@@ -66,7 +63,15 @@ impl Linear {
         let (storage, layout) = self.weight.storage_and_layout();
         let y = match (&*storage, layout.contiguous_offsets()) {
             (Storage::Cpu(CpuStorage::F32(w)), Some((start, end))) => {
-                small_matmul::matmul_xwt(&xs, rows, k, &w[start..end], n, bias.as_deref())
+                let w = &w[start..end];
+                if rows <= small_matmul::MAX_ROWS {
+                    small_matmul::matmul_xwt(&xs, rows, k, w, n, bias.as_deref())
+                } else {
+                    match gemm::matmul_xwt(&xs, rows, k, w, n, bias.as_deref()) {
+                        Some(y) => y,
+                        None => return Ok(None),
+                    }
+                }
             }
             _ => return Ok(None),
         };
@@ -100,7 +105,7 @@ mod tests {
     use lmrs_core::{Device, Tensor};
 
     #[test]
-    fn small_row_kernel_agrees_with_gemm() -> lmrs_core::candle::Result<()> {
+    fn own_kernels_agree_with_backend_gemm() -> lmrs_core::candle::Result<()> {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (70, 33), &dev)?;
         let b = Tensor::randn(0f32, 1.0, 70, &dev)?;
@@ -115,11 +120,13 @@ mod tests {
                 let d = (small - gemm)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 assert!(d < 1e-4, "rows {rows}: {d}");
             }
-            let many = Tensor::randn(0f32, 1.0, (65, 33), &dev)?;
-            assert!(
-                lin.forward_small(&many)?.is_none(),
-                "65 rows take the GEMM path"
-            );
+            // Beyond MAX_ROWS the packed GEMM takes over (where the CPU has AVX2/FMA).
+            let many = Tensor::randn(0f32, 1.0, (131, 33), &dev)?;
+            if let Some(packed) = lin.forward_small(&many)? {
+                let gemm = lin.forward_gemm(&many)?;
+                let d = (packed - gemm)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(d < 1e-4, "packed GEMM: {d}");
+            }
         }
         Ok(())
     }

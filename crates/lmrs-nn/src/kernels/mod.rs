@@ -2,4 +2,5 @@
 //! behind an ordinary layer type next to the plain backend path and is tested against it.
 
 pub mod gelu;
+pub mod gemm;
 pub mod small_matmul;

@@ -16,15 +16,19 @@ const COLS_PER_TASK: usize = 64;
 /// Register tile: input rows × output columns computed together.
 const TILE: usize = 4;
 
-/// The output buffer shared by the workers; each writes a disjoint set of columns.
-struct SharedOut(*mut f32);
+/// An output buffer shared by the workers; each writes a disjoint set of elements.
+pub(crate) struct SharedOut(*mut f32);
 // SAFETY: workers write disjoint elements (distinct columns) and the buffer outlives them.
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
+    pub(crate) fn new(buf: &mut [f32]) -> Self {
+        Self(buf.as_mut_ptr())
+    }
+
     /// # Safety
     /// `i` must be in bounds and no other thread may write element `i`.
-    unsafe fn write(&self, i: usize, v: f32) {
+    pub(crate) unsafe fn write(&self, i: usize, v: f32) {
         unsafe { *self.0.add(i) = v };
     }
 }
