@@ -382,3 +382,78 @@ fn eval_run_summarization_writes_files_matches_summarize_and_resumes() {
     .arg(&out);
     assert_fails(&mut cmd, &["predictions.jsonl", "line 1", "does not match"]);
 }
+
+#[test]
+fn eval_run_classification_scores_the_top_label() {
+    let texts = [
+        "a good movie",
+        "terrible plot and bad acting",
+        "it was fine",
+        "the best film of the year",
+    ];
+    let gold = ["positive", "negative", "neutral", "positive"];
+    let tmp = tempfile::tempdir().unwrap();
+    let data: String = texts
+        .iter()
+        .zip(gold)
+        .map(|(t, g)| format!("{}\n", serde_json::json!({"sentence": t, "label": g})))
+        .collect();
+    let data = write(tmp.path(), "data.jsonl", &data);
+    let out = tmp.path().join("out");
+    let mut cmd = lmrs();
+    cmd.args([
+        "eval",
+        "run",
+        "--task",
+        "classification",
+        "--input-field",
+        "sentence",
+        "--reference-field",
+        "label",
+        "--model",
+    ])
+    .arg(fixture("bert-tiny-cls"))
+    .arg("--data")
+    .arg(&data)
+    .arg("--output")
+    .arg(&out);
+    let (stdout, _) = assert_ok(&mut cmd);
+    assert!(stdout.to_lowercase().contains("accuracy"), "{stdout}");
+
+    // Predictions are `lmrs classify`'s top labels, and accuracy counts them against the gold.
+    let mut cmd = lmrs();
+    cmd.args(["classify", "--json", "--model"])
+        .arg(fixture("bert-tiny-cls"))
+        .arg("--")
+        .args(texts);
+    let (stdout, _) = assert_ok(&mut cmd);
+    let top: Vec<String> = json_lines(&stdout)
+        .iter()
+        .map(|v| v["labels"][0]["label"].as_str().unwrap().to_string())
+        .collect();
+    let preds = json_lines(&std::fs::read_to_string(out.join("predictions.jsonl")).unwrap());
+    let got: Vec<String> = preds
+        .iter()
+        .map(|p| p["prediction"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, top);
+    let correct = top
+        .iter()
+        .zip(gold)
+        .filter(|(p, g)| p.as_str() == *g)
+        .count();
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["task"], "classification");
+    let acc = correct as f64 / texts.len() as f64;
+    assert_eq!(
+        metrics["metrics"]["accuracy"].as_f64(),
+        Some(acc),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics["metrics"]["classification"]["examples"].as_u64(),
+        Some(texts.len() as u64)
+    );
+    assert!(out.join("report.md").is_file());
+}

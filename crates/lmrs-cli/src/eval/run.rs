@@ -1,4 +1,5 @@
-//! `lmrs eval run`: a seq2seq pipeline over a JSON Lines dataset, then the task's metrics.
+//! `lmrs eval run`: a pipeline (seq2seq generation or classification) over a JSON Lines
+//! dataset, then the task's metrics.
 //!
 //! Predictions are appended to `OUTPUT/predictions.jsonl` batch by batch, so an interrupted run
 //! loses at most one batch; a rerun skips every example already there (matched by index and
@@ -12,21 +13,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lmrs_eval::chrf::{sentence_chrf, ChrfOptions};
 use lmrs_eval::readers::{self, Format};
 use lmrs_eval::rouge::RougeType;
-use lmrs_pipelines::{LoadOptions, RunOptions, Seq2SeqPipeline, Task};
+use lmrs_pipelines::{
+    ClassificationPipeline, ClassifyOptions, LoadOptions, RunOptions, Seq2SeqPipeline, Task,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Tasks `eval run` can evaluate (classification and perplexity need models lmrs does not run
-/// yet).
+/// Tasks `eval run` can evaluate (perplexity needs causal LMs, which lmrs does not run yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EvalTask {
     /// Seq2seq summarization; scored with ROUGE.
     Summarization,
     /// Seq2seq translation; scored with BLEU and chrF.
     Translation,
+    /// Sequence classification (the top label's name is the prediction); scored with accuracy
+    /// and precision/recall/F1.
+    Classification,
 }
 
 /// `lmrs eval run` flags.
@@ -80,22 +85,26 @@ pub struct RunArgs {
 const PREDICTIONS: &str = "predictions.jsonl";
 
 pub fn run(args: RunArgs) -> Result<()> {
+    // `None`: classification, no seq2seq task.
     let task = match args.task {
-        EvalTask::Summarization => Task::Summarization,
-        EvalTask::Translation => Task::Translation {
+        EvalTask::Summarization => Some(Task::Summarization),
+        EvalTask::Translation => Some(Task::Translation {
             source: args.source.clone(),
             target: args
                 .target
                 .clone()
                 .context("--task translation needs --target LANGUAGE")?,
-        },
+        }),
+        EvalTask::Classification => None,
     };
     let metrics = if !args.metric.is_empty() {
         args.metric.clone()
-    } else if args.task == EvalTask::Summarization {
-        vec![Metric::Rouge]
     } else {
-        vec![Metric::Bleu, Metric::Chrf]
+        match args.task {
+            EvalTask::Summarization => vec![Metric::Rouge],
+            EvalTask::Translation => vec![Metric::Bleu, Metric::Chrf],
+            EvalTask::Classification => vec![Metric::Accuracy, Metric::F1],
+        }
     };
     let data_name = args.data.display().to_string();
     let inputs = readers::single(
@@ -131,7 +140,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if !todo.is_empty() {
         generate(
             &args,
-            &task,
+            task.as_ref(),
             &inputs,
             &references,
             &todo,
@@ -154,7 +163,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     for w in &scores.warnings {
         eprintln!("warning: {w}");
     }
-    let (rank_by, per_example) = ranking(&scores, &predictions, &references, &args.options)?;
+    let (rank_by, per_example) = if args.task == EvalTask::Classification {
+        let correct = predictions
+            .iter()
+            .zip(&references)
+            .map(|(p, r)| f64::from(u8::from(r.contains(p))))
+            .collect();
+        ("correct (1) / wrong (0)".to_string(), correct)
+    } else {
+        ranking(&scores, &predictions, &references, &args.options)?
+    };
     let mut order: Vec<usize> = (0..predictions.len()).collect();
     order.sort_by(|&a, &b| per_example[a].total_cmp(&per_example[b]).then(a.cmp(&b)));
     let worst: Vec<(usize, f64)> = order
@@ -165,6 +183,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let task_name = match args.task {
         EvalTask::Summarization => "summarization",
         EvalTask::Translation => "translation",
+        EvalTask::Classification => "classification",
     };
     let metrics_json = json!({
         "task": task_name,
@@ -260,25 +279,86 @@ fn load_predictions(path: &Path, inputs: &[String]) -> Result<BTreeMap<usize, St
     Ok(done)
 }
 
+/// A loaded model that turns a batch of inputs into predictions `(text, truncated)`.
+enum Predictor {
+    Seq2Seq(Box<Seq2SeqPipeline>, Task),
+    Classifier(Box<ClassificationPipeline>),
+}
+
+impl Predictor {
+    fn load(args: &RunArgs, task: Option<&Task>) -> Result<Self> {
+        Ok(match task {
+            Some(task) => Self::Seq2Seq(
+                Box::new(Seq2SeqPipeline::load(
+                    &args.model,
+                    &LoadOptions {
+                        revision: args.revision.clone(),
+                        max_input_tokens: args.max_input_tokens,
+                    },
+                )?),
+                task.clone(),
+            ),
+            None => Self::Classifier(Box::new(ClassificationPipeline::load(
+                &args.model,
+                &ClassifyOptions {
+                    revision: args.revision.clone(),
+                    max_seq_length: args.max_input_tokens,
+                    ..Default::default()
+                },
+            )?)),
+        })
+    }
+
+    fn predict(&self, texts: &[String], args: &RunArgs) -> Result<Vec<(String, bool)>> {
+        let batch = args.batch_size.max(1);
+        Ok(match self {
+            Self::Seq2Seq(p, task) => p
+                .run(
+                    texts,
+                    task,
+                    &args.generation.to_config(),
+                    RunOptions {
+                        batch_size: batch,
+                        ..Default::default()
+                    },
+                )?
+                .into_iter()
+                .map(|o| {
+                    let text = o.sequences.first().map(|s| s.text.clone());
+                    (text.unwrap_or_default(), o.truncated)
+                })
+                .collect(),
+            Self::Classifier(p) => p
+                .classify(texts, batch, Some(1))?
+                .into_iter()
+                .map(|c| {
+                    let label = c.labels.first().map(|l| l.label.clone());
+                    (label.unwrap_or_default(), c.truncated)
+                })
+                .collect(),
+        })
+    }
+
+    fn input_limit(&self) -> usize {
+        match self {
+            Self::Seq2Seq(p, _) => p.max_input_tokens(),
+            Self::Classifier(p) => p.max_seq_length(),
+        }
+    }
+}
+
 /// Run the pipeline over `todo` (longest inputs first, so batches pad little), appending each
 /// batch's predictions to `pred_path`.
 fn generate(
     args: &RunArgs,
-    task: &Task,
+    task: Option<&Task>,
     inputs: &[String],
     references: &[Vec<String>],
     todo: &[usize],
     pred_path: &Path,
     done: &mut BTreeMap<usize, String>,
 ) -> Result<()> {
-    let pipeline = Seq2SeqPipeline::load(
-        &args.model,
-        &LoadOptions {
-            revision: args.revision.clone(),
-            max_input_tokens: args.max_input_tokens,
-        },
-    )?;
-    let overrides = args.generation.to_config();
+    let predictor = Predictor::load(args, task)?;
     let mut order = todo.to_vec();
     order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
     let mut file = std::fs::OpenOptions::new()
@@ -310,23 +390,10 @@ fn generate(
     let batch = args.batch_size.max(1);
     for chunk in order.chunks(batch) {
         let texts: Vec<String> = chunk.iter().map(|&i| inputs[i].clone()).collect();
-        let outputs = pipeline.run(
-            &texts,
-            task,
-            &overrides,
-            RunOptions {
-                batch_size: batch,
-                ..Default::default()
-            },
-        )?;
+        let outputs = predictor.predict(&texts, args)?;
         let mut lines = String::new();
-        for (&i, o) in chunk.iter().zip(&outputs) {
-            truncated += usize::from(o.truncated);
-            let text = o
-                .sequences
-                .first()
-                .map(|s| s.text.clone())
-                .unwrap_or_default();
+        for (&i, (text, cut)) in chunk.iter().zip(outputs) {
+            truncated += usize::from(cut);
             lines.push_str(&record(i, &inputs[i], &text, &references[i]).to_string());
             lines.push('\n');
             done.insert(i, text);
@@ -339,7 +406,7 @@ fn generate(
     if truncated > 0 {
         eprintln!(
             "warning: {truncated} input(s) longer than {} tokens were truncated (see --max-input-tokens)",
-            pipeline.max_input_tokens()
+            predictor.input_limit()
         );
     }
     eprintln!(
