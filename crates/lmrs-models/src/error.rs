@@ -37,3 +37,25 @@ impl From<lmrs_core::candle::Error> for ModelError {
 
 /// `Result` with [`ModelError`].
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+impl ModelError {
+    /// A [`ModelError::Config`] for the config file at `path`.
+    pub fn config(path: &std::path::Path, message: impl Into<String>) -> Self {
+        ModelError::Config {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Fail with a config error naming the first key whose value is 0 (sizes and counts that
+/// must be positive, else the model would divide by zero or build empty layers).
+pub(crate) fn require_positive(path: &std::path::Path, values: &[(&str, usize)]) -> Result<()> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(ModelError::config(
+            path,
+            format!("'{key}' must be positive"),
+        )),
+        None => Ok(()),
+    }
+}

@@ -119,22 +119,18 @@ impl BertConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        let err = |message: String| ModelError::Config {
-            path: path.display().to_string(),
-            message,
-        };
-        for (key, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if v == 0 {
-                return Err(err(format!("'{key}' must be positive")));
-            }
-        }
+        let err = |message: String| ModelError::config(path, message);
+        crate::error::require_positive(
+            path,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("num_attention_heads", self.num_attention_heads),
+                ("intermediate_size", self.intermediate_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+            ],
+        )?;
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(err(format!(
                 "'hidden_size' {} is not a multiple of 'num_attention_heads' {}",

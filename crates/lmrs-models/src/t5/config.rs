@@ -110,26 +110,22 @@ impl T5Config {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        let err = |message: String| ModelError::Config {
-            path: path.display().to_string(),
-            message,
-        };
-        for (key, v) in [
-            ("vocab_size", self.vocab_size),
-            ("d_model", self.d_model),
-            ("d_kv", self.d_kv),
-            ("d_ff", self.d_ff),
-            ("num_heads", self.num_heads),
-            ("num_layers", self.num_layers),
-            (
-                "relative_attention_num_buckets",
-                self.relative_attention_num_buckets,
-            ),
-        ] {
-            if v == 0 {
-                return Err(err(format!("'{key}' must be positive")));
-            }
-        }
+        let err = |message: String| ModelError::config(path, message);
+        crate::error::require_positive(
+            path,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("d_model", self.d_model),
+                ("d_kv", self.d_kv),
+                ("d_ff", self.d_ff),
+                ("num_heads", self.num_heads),
+                ("num_layers", self.num_layers),
+                (
+                    "relative_attention_num_buckets",
+                    self.relative_attention_num_buckets,
+                ),
+            ],
+        )?;
         if self.relative_attention_max_distance < self.relative_attention_num_buckets / 2 {
             return Err(err(
                 "'relative_attention_max_distance' is smaller than half the bucket count".into(),
