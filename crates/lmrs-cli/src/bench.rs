@@ -1,5 +1,6 @@
 //! `lmrs bench`: a fixed-length seq2seq workload (every sequence generates exactly
-//! `--new-tokens` tokens) timed end to end, so numbers compare across engines.
+//! `--new-tokens` tokens) timed end to end, so numbers compare across engines. Decoder-only
+//! models go to [`crate::bench_causal`].
 
 use crate::args::BenchArgs;
 use anyhow::{bail, Context, Result};
@@ -31,7 +32,11 @@ struct Report {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.input_tokens < 2 || args.new_tokens == 0 || args.repeat == 0 {
+    if lmrs_pipelines::is_causal_model(&args.model, None)? {
+        return crate::bench_causal::run(&args);
+    }
+    let new_tokens = args.new_tokens.unwrap_or(50);
+    if args.input_tokens < 2 || new_tokens == 0 || args.repeat == 0 {
         bail!("--input-tokens must be at least 2, --new-tokens and --repeat at least 1");
     }
     let t = Instant::now();
@@ -60,8 +65,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for &batch in &args.batch {
             let cfg = GenerationConfig {
                 num_beams: Some(beams),
-                min_new_tokens: Some(args.new_tokens),
-                max_new_tokens: Some(args.new_tokens),
+                min_new_tokens: Some(new_tokens),
+                max_new_tokens: Some(new_tokens),
                 ..Default::default()
             };
             let inputs: Vec<&[u32]> = rows.iter().take(batch).map(|r| r.as_slice()).collect();
@@ -85,19 +90,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 beams,
                 encode_ms: median(enc.into_iter().map(Ok))?,
                 generate_s,
-                tokens_per_s: (batch * args.new_tokens) as f64 / generate_s,
+                tokens_per_s: (batch * new_tokens) as f64 / generate_s,
                 output_tokens,
             });
         }
     }
     let report = Report {
         model: pipeline.model_dir().display().to_string(),
-        threads: std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: threads(),
         input_tokens: args.input_tokens,
-        new_tokens: args.new_tokens,
+        new_tokens,
         load_s,
         encode_ms,
         cases,
@@ -180,7 +182,15 @@ fn input_rows(args: &BenchArgs, p: &Seq2SeqPipeline, n: usize) -> Result<Vec<Vec
         .collect())
 }
 
-fn median(values: impl Iterator<Item = Result<f64>>) -> Result<f64> {
+/// Compute threads in use (`--threads`, else all cores).
+pub(crate) fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+pub(crate) fn median(values: impl Iterator<Item = Result<f64>>) -> Result<f64> {
     let mut v = values.collect::<Result<Vec<f64>>>()?;
     if v.is_empty() {
         return Ok(0.0);
@@ -190,7 +200,7 @@ fn median(values: impl Iterator<Item = Result<f64>>) -> Result<f64> {
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

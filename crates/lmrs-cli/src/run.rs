@@ -7,8 +7,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lmrs_pipelines::{LoadOptions, RunOptions, Seq2SeqOutput, Seq2SeqPipeline, Task};
 use std::io::{IsTerminal, Write};
 
+/// Decoder-only models (GGUF files, causal-LM folders, or the default model when no --model
+/// is given) summarize through their chat template; encoder-decoders through their task
+/// settings.
 pub fn summarize(args: TaskArgs) -> Result<()> {
-    run_task(args, Task::Summarization)
+    let causal = match &args.model {
+        None => true,
+        Some(m) => lmrs_pipelines::is_causal_model(m, args.revision.as_deref())?,
+    };
+    if causal {
+        crate::causal::summarize(args)
+    } else {
+        run_task(args, Task::Summarization)
+    }
 }
 
 pub fn translate(args: TranslateArgs) -> Result<()> {
@@ -24,9 +35,12 @@ pub fn text2text(args: TaskArgs) -> Result<()> {
 }
 
 fn run_task(args: TaskArgs, task: Task) -> Result<()> {
+    let Some(model) = &args.model else {
+        anyhow::bail!("--model is required (an encoder-decoder such as t5-small)");
+    };
     let docs = documents(&args.texts, &args.io.source)?;
     let pipeline = Seq2SeqPipeline::load(
-        &args.model,
+        model,
         &LoadOptions {
             revision: args.revision.clone(),
             max_input_tokens: args.io.max_input_tokens,

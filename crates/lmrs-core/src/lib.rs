@@ -1,5 +1,5 @@
 //! lmrs-core: the tensor backend re-export, the shared [`Error`] type and the small capability
-//! traits that models implement ([`Seq2SeqLm`], [`Encoder`]) and that generation drives ([`StepModel`]).
+//! traits that models implement ([`CausalLm`], [`Seq2SeqLm`], [`Encoder`]) and that generation drives ([`StepModel`]).
 //!
 //! Nothing in this crate knows a concrete model.
 
@@ -10,4 +10,4 @@ mod error;
 mod traits;
 
 pub use error::{Error, Result};
-pub use traits::{DecoderCache, Encoder, Seq2SeqLm, SpecialTokens, StepModel};
+pub use traits::{CausalLm, DecoderCache, Encoder, LogitsFor, Seq2SeqLm, SpecialTokens, StepModel};

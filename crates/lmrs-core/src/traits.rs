@@ -66,6 +66,48 @@ pub trait Seq2SeqLm {
     fn vocab_size(&self) -> usize;
 }
 
+/// Which positions a causal forward pass returns logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// None: only fill the cache (prompt prefill).
+    Nothing,
+    /// The last new position of each row (`(b, 1, vocab)`).
+    Last,
+    /// Every new position (`(b, t, vocab)`; teacher forcing, perplexity).
+    All,
+}
+
+/// A decoder-only language model (Llama, GPT-2, Gemma...).
+///
+/// Shapes: `input_ids` `(batch, new_tokens)` u32, written after what the cache holds; rows
+/// may be left-padded (the cache knows each row's padding); logits are f32.
+pub trait CausalLm {
+    /// The decoding state of one batch.
+    type Cache: DecoderCache;
+
+    /// An empty cache for `batch` rows with room for `max_len` positions (padding included),
+    /// `left_padding[i]` leading padding slots in row `i`.
+    fn new_cache(&self, left_padding: &[usize], max_len: usize) -> Result<Self::Cache>;
+
+    /// Run the model over `input_ids`, append them to the cache and return the logits asked
+    /// for: `(batch, 1 or new_tokens, vocab)`, or `None` for [`LogitsFor::Nothing`].
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        cache: &mut Self::Cache,
+        logits: LogitsFor,
+    ) -> Result<Option<Tensor>>;
+
+    /// Special token ids from the model's configuration.
+    fn special_tokens(&self) -> SpecialTokens;
+
+    /// Size of the output vocabulary.
+    fn vocab_size(&self) -> usize;
+
+    /// The longest sequence the model's positions allow (`max_position_embeddings`).
+    fn max_positions(&self) -> usize;
+}
+
 /// What the generation loop drives: a model state that has consumed every prompt token except
 /// the last one of each row, and produces next-token logits one step at a time.
 ///

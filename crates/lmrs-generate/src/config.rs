@@ -160,6 +160,14 @@ pub struct GenerationConfig {
     /// Default: a random seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Min-p sampling (`MinPLogitsWarper`): drop tokens whose probability is below `min_p`
+    /// times the top token's. Default: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f64>,
+    /// Stop a row once its generated text ends with one of these strings (applied by the
+    /// pipeline that decodes text; HF `stop_strings`). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_strings: Option<Vec<String>>,
     /// Whether the caller should decode with a KV cache (read by whoever builds the
     /// [`lmrs_core::StepModel`], e.g. [`crate::Seq2SeqSession`]). Default `true`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,6 +248,8 @@ impl GenerationConfig {
             forced_bos_token_id,
             forced_eos_token_id,
             seed,
+            min_p,
+            stop_strings,
             use_cache,
         );
     }
@@ -289,6 +299,19 @@ impl GenerationConfig {
         if do_sample && !(0.0..=1.0).contains(&top_p) {
             return bad(format!("`top_p` must be in [0, 1], got {top_p}"));
         }
+        let min_p = self.min_p.filter(|&p| p > 0.0);
+        if let Some(p) = min_p {
+            if do_sample && p > 1.0 {
+                return bad(format!("`min_p` must be in [0, 1], got {p}"));
+            }
+        }
+        if self
+            .stop_strings
+            .as_ref()
+            .is_some_and(|s| s.iter().any(String::is_empty))
+        {
+            return bad("`stop_strings` must not contain an empty string".into());
+        }
         let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
         if !(repetition_penalty > 0.0 && repetition_penalty.is_finite()) {
             return bad(format!(
@@ -322,6 +345,8 @@ impl GenerationConfig {
             temperature: temperature as f32,
             top_k: self.top_k.unwrap_or(50),
             top_p,
+            min_p,
+            stop_strings: self.stop_strings.clone().unwrap_or_default(),
             repetition_penalty: repetition_penalty as f32,
             no_repeat_ngram_size: self.no_repeat_ngram_size.unwrap_or(0),
             bad_words_ids,
@@ -380,6 +405,10 @@ pub struct ResolvedConfig {
     pub top_k: usize,
     /// Nucleus mass (1.0: off).
     pub top_p: f64,
+    /// Min-p threshold relative to the top token (`None`: off).
+    pub min_p: Option<f64>,
+    /// Strings that end a row's generation (checked by the text-decoding caller).
+    pub stop_strings: Vec<String>,
     /// Repetition penalty (1.0: off).
     pub repetition_penalty: f32,
     /// No-repeat n-gram size (0: off).

@@ -32,6 +32,19 @@ pub struct GeneratedSequence {
 /// Called with `(input index, token)` as each token is decided.
 pub type TokenCallback<'a> = &'a mut dyn FnMut(usize, u32);
 
+/// Called with `(input index, sequence so far)` after each decided token; `true` ends that
+/// row (stop strings, a client that went away...). Greedy search and sampling only.
+pub type StopCheck<'a> = &'a mut dyn FnMut(usize, &[u32]) -> bool;
+
+/// Optional callbacks of a generation run.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Streams each decided token.
+    pub on_token: Option<TokenCallback<'a>>,
+    /// Ends rows early.
+    pub stop: Option<StopCheck<'a>>,
+}
+
 /// Generate continuations of `prompts` with `model`.
 ///
 /// * `prompts[i]` is input `i`'s initial sequence (for an encoder-decoder
@@ -62,6 +75,25 @@ pub fn generate_resolved<M: StepModel + ?Sized>(
     cfg: &ResolvedConfig,
     on_token: Option<TokenCallback<'_>>,
 ) -> Result<Vec<Vec<GeneratedSequence>>> {
+    generate_hooked(
+        model,
+        prompts,
+        cfg,
+        Hooks {
+            on_token,
+            stop: None,
+        },
+    )
+}
+
+/// [`generate_resolved`] with every callback ([`Hooks`]).
+pub fn generate_hooked<M: StepModel + ?Sized>(
+    model: &mut M,
+    prompts: &[Vec<u32>],
+    cfg: &ResolvedConfig,
+    hooks: Hooks<'_>,
+) -> Result<Vec<Vec<GeneratedSequence>>> {
+    let Hooks { on_token, stop } = hooks;
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
@@ -97,6 +129,11 @@ pub fn generate_resolved<M: StepModel + ?Sized>(
         warpers: warpers.as_ref(),
     };
     if cfg.is_beam() {
+        if stop.is_some() {
+            return Err(Error::InvalidOption(
+                "stop strings are not available with beam search (num_beams > 1)".into(),
+            ));
+        }
         if on_token.is_some() {
             return Err(Error::InvalidOption(
                 "token streaming is not available with beam search (num_beams > 1)".into(),
@@ -109,7 +146,7 @@ pub fn generate_resolved<M: StepModel + ?Sized>(
                 "token streaming needs num_return_sequences == 1".into(),
             ));
         }
-        search::greedy_or_sample(model, prompts, &limits, &run, &mut seeds, on_token)
+        search::greedy_or_sample(model, prompts, &limits, &run, &mut seeds, on_token, stop)
     }
 }
 

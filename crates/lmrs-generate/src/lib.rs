@@ -7,10 +7,13 @@
 //!   step function ([`lmrs_core::StepModel`]); token ids match `model.generate()` for greedy and
 //!   beam search.
 //! * [`Seq2SeqSession`]: the step function of any encoder-decoder ([`lmrs_core::Seq2SeqLm`]).
+//! * [`CausalSession`]: the step function of any decoder-only model ([`lmrs_core::CausalLm`]),
+//!   with left-padded batches and a one-pass prompt prefill.
 //!
 //! The crate names no concrete model.
 
 mod beam;
+pub mod causal;
 pub mod config;
 mod generate;
 pub mod processors;
@@ -19,8 +22,12 @@ pub mod select;
 pub mod seq2seq;
 pub mod warpers;
 
+pub use causal::CausalSession;
 pub use config::{ConfigError, EarlyStopping, GenerationConfig, LengthLimit, ResolvedConfig};
-pub use generate::{generate, generate_resolved, GeneratedSequence, TokenCallback};
+pub use generate::{
+    generate, generate_hooked, generate_resolved, GeneratedSequence, Hooks, StopCheck,
+    TokenCallback,
+};
 pub use processors::{LogitsProcessors, RowContext};
 pub use seq2seq::Seq2SeqSession;
 pub use warpers::LogitsWarpers;

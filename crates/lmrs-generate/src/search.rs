@@ -13,7 +13,8 @@ use lmrs_core::{Result, StepModel};
 use rand::rngs::StdRng;
 
 use crate::generate::{
-    check_same_vocab, logits_to_vec, GeneratedSequence, RowLimits, Run, SeedSource, TokenCallback,
+    check_same_vocab, logits_to_vec, GeneratedSequence, RowLimits, Run, SeedSource, StopCheck,
+    TokenCallback,
 };
 use crate::processors::RowContext;
 use crate::select::{argmax, sample};
@@ -32,6 +33,7 @@ pub(crate) fn greedy_or_sample<M: StepModel + ?Sized>(
     run: &Run<'_>,
     seeds: &mut SeedSource,
     mut on_token: Option<TokenCallback<'_>>,
+    mut stop: Option<StopCheck<'_>>,
 ) -> Result<Vec<Vec<GeneratedSequence>>> {
     let per_input = run.cfg.num_return_sequences;
     let mut rows = Vec::with_capacity(prompts.len() * per_input);
@@ -85,8 +87,11 @@ pub(crate) fn greedy_or_sample<M: StepModel + ?Sized>(
             if let Some(cb) = on_token.as_deref_mut() {
                 cb(row.input, token);
             }
-            let finished =
-                run.cfg.eos.contains(&token) || row.tokens.len() >= row.limits.max_length;
+            let finished = run.cfg.eos.contains(&token)
+                || row.tokens.len() >= row.limits.max_length
+                || stop
+                    .as_deref_mut()
+                    .is_some_and(|f| f(row.input, &row.tokens));
             if !finished {
                 keep.push(slot);
             }

@@ -1,6 +1,6 @@
 //! Sampling warpers of `transformers` (applied only when `do_sample`), in HF order:
 //! temperature (`TemperatureLogitsWarper`) → top-k (`TopKLogitsWarper`) → top-p
-//! (`TopPLogitsWarper`). Filtered tokens get `-inf`.
+//! (`TopPLogitsWarper`) → min-p (`MinPLogitsWarper`). Filtered tokens get `-inf`.
 //!
 //! `min_tokens_to_keep` is 1 for plain sampling; for beam sampling HF keeps
 //! `number of EOS ids + 1` (2 without EOS) so a non-EOS continuation always survives.
@@ -14,6 +14,7 @@ pub struct LogitsWarpers {
     temperature: Option<f32>,
     top_k: Option<usize>,
     top_p: Option<f64>,
+    min_p: Option<f64>,
     min_tokens_to_keep: usize,
 }
 
@@ -29,6 +30,7 @@ impl LogitsWarpers {
             temperature: (cfg.temperature != 1.0).then_some(cfg.temperature),
             top_k: (cfg.top_k != 0).then_some(cfg.top_k.max(min_tokens_to_keep)),
             top_p: (cfg.top_p < 1.0).then_some(cfg.top_p),
+            min_p: cfg.min_p,
             min_tokens_to_keep,
         }
     }
@@ -43,6 +45,9 @@ impl LogitsWarpers {
         }
         if let Some(p) = self.top_p {
             top_p_filter(scores, p, self.min_tokens_to_keep);
+        }
+        if let Some(p) = self.min_p {
+            min_p_filter(scores, p, self.min_tokens_to_keep);
         }
     }
 }
@@ -89,8 +94,40 @@ pub fn top_p_filter(scores: &mut [f32], top_p: f64, min_tokens_to_keep: usize) {
     }
 }
 
+/// HF min-p: drop tokens whose probability is below `min_p` times the most likely token's,
+/// always keeping the `min_tokens_to_keep` most likely.
+pub fn min_p_filter(scores: &mut [f32], min_p: f64, min_tokens_to_keep: usize) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return;
+    }
+    // p_i / p_max = exp(s_i - max): compare in log space, no normalisation needed.
+    let threshold = (min_p as f32).ln();
+    let keep: Vec<usize> = top_k(scores, min_tokens_to_keep.min(scores.len()))
+        .iter()
+        .map(|c| c.index)
+        .collect();
+    for (i, s) in scores.iter_mut().enumerate() {
+        if *s - max < threshold && !keep.contains(&i) {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn min_p_drops_unlikely_tokens() {
+        // probabilities 0.6, 0.3, 0.1: threshold 0.5 * 0.6 = 0.3 keeps the first two.
+        let mut s = vec![0.6f32.ln(), 0.3f32.ln(), 0.1f32.ln()];
+        min_p_filter(&mut s, 0.4, 1);
+        assert!(s[0].is_finite() && s[1].is_finite());
+        assert_eq!(s[2], f32::NEG_INFINITY);
+        let mut s = vec![0.6f32.ln(), 0.3f32.ln(), 0.1f32.ln()];
+        min_p_filter(&mut s, 1.0, 1);
+        assert!(s[0].is_finite() && s[1] == f32::NEG_INFINITY);
+    }
+
     use super::*;
 
     #[test]

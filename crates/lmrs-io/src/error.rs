@@ -80,6 +80,33 @@ pub enum IoError {
         /// What the tokenizers library said.
         message: String,
     },
+    /// A GGUF file is corrupt, truncated, or holds what lmrs cannot use.
+    #[error("invalid GGUF file {path}: {message}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the metadata key, tensor or type at fault).
+        message: String,
+    },
+    /// A checkpoint's architecture is not one lmrs implements.
+    #[error("{path}: unsupported architecture '{architecture}' (supported: {supported})")]
+    UnsupportedArchitecture {
+        /// The file declaring it.
+        path: PathBuf,
+        /// `general.architecture` or `model_type`.
+        architecture: String,
+        /// The architectures lmrs can load from this kind of file.
+        supported: String,
+    },
+    /// A GGUF file's tokenizer metadata lacks a key, holds a value of the wrong type, or is
+    /// inconsistent (an id outside the vocabulary, a malformed merge).
+    #[error("GGUF tokenizer metadata '{key}': {message}")]
+    GgufTokenizer {
+        /// The metadata key at fault (`tokenizer.ggml.tokens`...).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A tensor operation failed while loading.
     #[error(transparent)]
     Core(#[from] lmrs_core::Error),

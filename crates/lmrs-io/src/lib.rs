@@ -4,10 +4,16 @@
 //! - [`ModelFiles`]: the files of one HF-layout model folder (config, weights, tokenizer...).
 //! - [`Weights`]: memory-mapped safetensors (single or sharded) with a prefix builder that checks
 //!   every tensor's shape.
+//! - [`GgufFile`] and [`GgufModel`]: GGUF files, their metadata read as an HF config and their
+//!   tensors addressed by HF names (quantized blocks kept as they are, [`MatrixWeight`]).
 //! - [`load_tokenizer`] and [`read_json`]: typed loading with errors naming the file at fault.
+//! - [`tokenizer_from_gguf`]: the tokenizer a GGUF file describes in its metadata.
 
 mod error;
 mod files;
+mod gguf;
+mod gguf_arch;
+mod gguf_tokenizer;
 mod json;
 mod resolve;
 mod tokenizer;
@@ -15,7 +21,10 @@ mod weights;
 
 pub use error::{IoError, Result};
 pub use files::ModelFiles;
+pub use gguf::{is_gguf, GgufFile};
+pub use gguf_arch::{GgufModel, GgufName, GgufNameMap, GgufTransform, GGUF_ARCHITECTURES};
+pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use json::{model_type, read_json};
 pub use resolve::{hub_cache_dirs, resolve, ModelSource};
 pub use tokenizer::load_tokenizer;
-pub use weights::Weights;
+pub use weights::{MatrixWeight, Weights};

@@ -1,4 +1,5 @@
-//! Memory-mapped safetensors with a prefix builder.
+//! Checkpoint tensors behind a prefix builder: memory-mapped safetensors, or a GGUF file read
+//! through its architecture's HF-name table ([`crate::gguf_arch`]).
 //!
 //! Model code walks the checkpoint's key tree (`weights.pp("encoder").pp("block").pp(0)`) and
 //! asks for each tensor with the shape its config implies; a missing tensor or a wrong shape is
@@ -9,11 +10,15 @@
 //! storage its pages are released from the mapping, so loading peaks near one copy of the
 //! weights rather than two.
 
+use crate::gguf::GgufFile;
+use crate::gguf_arch::{GgufNameMap, GgufTransform};
 use crate::{IoError, Result};
+use lmrs_core::candle::quantized::{GgmlDType, QStorage, QTensor};
 use lmrs_core::{DType, Device, Tensor};
 use memmap2::{Mmap, UncheckedAdvice};
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensors};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,10 +65,28 @@ impl Shard {
     }
 }
 
+/// Where the tensors live.
+enum Store {
+    Safetensors(Vec<Shard>),
+    Gguf {
+        file: Arc<GgufFile>,
+        names: GgufNameMap,
+    },
+}
+
+/// A 2-D weight as a projection uses it: dense values, or quantized blocks executed as they are.
+#[derive(Debug, Clone)]
+pub enum MatrixWeight {
+    /// `(out, in)` values in the compute dtype.
+    Dense(Tensor),
+    /// `(out, in)` GGUF blocks (Q4_0, Q8_0, Q4_K...).
+    Quantized(Arc<QTensor>),
+}
+
 /// A view of a checkpoint's tensors under a key prefix.
 #[derive(Clone)]
 pub struct Weights {
-    shards: Arc<Vec<Shard>>,
+    store: Arc<Store>,
     prefix: String,
     device: Device,
     dtype: DType,
@@ -87,11 +110,32 @@ impl Weights {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            shards: Arc::new(shards),
+            store: Arc::new(Store::Safetensors(shards)),
             prefix: String::new(),
             device: device.clone(),
             dtype,
         })
+    }
+
+    /// The tensors of a GGUF file, addressed by HF names through `names` (see
+    /// [`crate::GgufModel`]).
+    pub fn from_gguf(
+        file: Arc<GgufFile>,
+        names: GgufNameMap,
+        device: &Device,
+        dtype: DType,
+    ) -> Self {
+        Self {
+            store: Arc::new(Store::Gguf { file, names }),
+            prefix: String::new(),
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    /// `true` when the tensors come from a GGUF file.
+    pub fn is_gguf(&self) -> bool {
+        matches!(*self.store, Store::Gguf { .. })
     }
 
     /// The same checkpoint one level deeper in the key tree.
@@ -113,7 +157,10 @@ impl Weights {
     /// `true` when the checkpoint holds `name` under the current prefix.
     pub fn contains(&self, name: &str) -> bool {
         let key = self.key(name);
-        self.shards.iter().any(|s| s.tensors.contains_key(&key))
+        match &*self.store {
+            Store::Safetensors(shards) => shards.iter().any(|s| s.tensors.contains_key(&key)),
+            Store::Gguf { file, names } => names(&key).is_some_and(|g| file.has_tensor(&g.name)),
+        }
     }
 
     /// The compute dtype tensors are converted to.
@@ -129,8 +176,14 @@ impl Weights {
     /// Load `name` (under the prefix), checking it has `shape`, converted to the compute dtype.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let key = self.key(name);
-        let (shard, info) = self
-            .shards
+        let shards = match &*self.store {
+            Store::Safetensors(shards) => shards,
+            Store::Gguf { .. } => {
+                let q = self.gguf_tensor(&key, shape)?;
+                return Ok(q.dequantize(&self.device)?.to_dtype(self.dtype)?);
+            }
+        };
+        let (shard, info) = shards
             .iter()
             .find_map(|s| s.tensors.get(&key).map(|i| (s, i)))
             .ok_or_else(|| IoError::MissingTensor {
@@ -163,13 +216,96 @@ impl Weights {
         Ok(tensor)
     }
 
-    fn files_list(&self) -> String {
-        self.shards
-            .iter()
-            .map(|s| s.path.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+    /// Load `name` as a projection weight `(out, in)`: quantized GGUF blocks stay quantized
+    /// (they are executed as they are); everything else is dense in the compute dtype.
+    pub fn get_matrix(&self, name: &str, shape: &[usize]) -> Result<MatrixWeight> {
+        if let Store::Gguf { .. } = &*self.store {
+            let key = self.key(name);
+            let q = self.gguf_tensor(&key, shape)?;
+            return Ok(match q.dtype() {
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                    MatrixWeight::Dense(q.dequantize(&self.device)?.to_dtype(self.dtype)?)
+                }
+                _ => MatrixWeight::Quantized(Arc::new(q)),
+            });
+        }
+        Ok(MatrixWeight::Dense(self.get(name, shape)?))
     }
+
+    /// A GGUF tensor by HF key, shape-checked, converted to the HF layout.
+    fn gguf_tensor(&self, key: &str, shape: &[usize]) -> Result<QTensor> {
+        let Store::Gguf { file, names } = &*self.store else {
+            unreachable!("only called for GGUF stores")
+        };
+        let missing = || IoError::MissingTensor {
+            name: key.to_string(),
+            files: file.path().display().to_string(),
+        };
+        let g = names(key).ok_or_else(missing)?;
+        let found = file.tensor_shape(&g.name).ok_or_else(missing)?;
+        if found != shape {
+            return Err(IoError::ShapeMismatch {
+                name: format!("{key} (GGUF '{}')", g.name),
+                expected: shape.to_vec(),
+                found: found.to_vec(),
+            });
+        }
+        let q = file.tensor(&g.name, &self.device)?;
+        match g.transform {
+            GgufTransform::None => Ok(q),
+            GgufTransform::UnpermuteRope { heads } => {
+                unpermute_rows(&q, heads).map_err(|e| IoError::Gguf {
+                    path: file.path().to_path_buf(),
+                    message: format!("tensor '{}': {e}", g.name),
+                })
+            }
+            GgufTransform::AddScalar(c) => {
+                let t = (q.dequantize(&self.device)? + c as f64)?;
+                Ok(QTensor::quantize(&t, GgmlDType::F32)?)
+            }
+        }
+    }
+
+    fn files_list(&self) -> String {
+        match &*self.store {
+            Store::Safetensors(shards) => shards
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Store::Gguf { file, .. } => file.path().display().to_string(),
+        }
+    }
+}
+
+/// Undo llama.cpp's RoPE row permutation on the rows of `q` (quantized or not: each row is a
+/// whole number of blocks, so rows move as byte ranges).
+///
+/// llama.cpp stores head `h`'s row `(s, i)` (`s` in 0..2 halves, `i` in 0..head_dim/2) of the
+/// HF layout at row `h * head_dim + 2 * i + s`.
+fn unpermute_rows(q: &QTensor, heads: usize) -> lmrs_core::candle::Result<QTensor> {
+    let dims = q.shape().dims().to_vec();
+    let rows = dims[0];
+    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 {
+        lmrs_core::candle::bail!("{rows} rows do not split into {heads} heads of even size");
+    }
+    let data = q.data()?;
+    let row_bytes = data.len() / rows;
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let mut out = vec![0u8; data.len()];
+    for h in 0..heads {
+        for s in 0..2 {
+            for i in 0..half {
+                let dst = h * head_dim + s * half + i;
+                let src = h * head_dim + 2 * i + s;
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    let storage = QStorage::from_data(Cow::Owned(out), &q.device(), q.dtype())?;
+    QTensor::new(storage, dims)
 }
 
 /// Decode little-endian `bytes` of `dtype` into f32 values; `None` for unsupported dtypes.

@@ -32,6 +32,45 @@ pub fn attend(
     probs.matmul(v)
 }
 
+/// Attention with grouped key/value heads (GQA/MQA; plain multi-head when `h == kv_heads`):
+/// query head `i` uses key/value head `i / (h / kv_heads)`, as `transformers`' `repeat_kv`.
+/// Keys and values are never repeated in memory: the query heads of one group are stacked
+/// and share one product.
+///
+/// Shapes: `q` `(b, h, tq, d)`, `k`/`v` `(b, kv_heads, tk, d)` (may be views of a cache),
+/// `bias` `(b, 1, tq, tk)`. `softcap` applies Gemma 2's `tanh(s / c) * c` to the scores.
+/// Returns `(b, h, tq, d)`.
+pub fn attend_grouped(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Tensor> {
+    let (b, h, tq, d) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let tk = k.dim(2)?;
+    if kv_heads == 0 || h % kv_heads != 0 {
+        lmrs_core::candle::bail!("{h} query heads do not group over {kv_heads} key/value heads");
+    }
+    let rep = h / kv_heads;
+    // (b, h, tq, d) -> (b, kv, rep * tq, d): the heads of a group follow each other.
+    let q = q.contiguous()?.reshape((b, kv_heads, rep * tq, d))?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(c) = softcap {
+        scores = ((scores / c)?.tanh()? * c)?;
+    }
+    if let Some(bias) = bias {
+        scores = scores
+            .reshape((b, kv_heads, rep, tq, tk))?
+            .broadcast_add(&bias.reshape((b, 1, 1, tq, tk))?)?
+            .reshape((b, kv_heads, rep * tq, tk))?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(v)?.reshape((b, h, tq, d))
+}
+
 /// `(b, s)` mask of 1 (real token) / 0 (padding) → additive bias `(b, 1, 1, s)`.
 pub fn padding_mask_bias(mask: &Tensor) -> Result<Tensor> {
     let (b, s) = mask.dims2()?;

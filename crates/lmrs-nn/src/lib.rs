@@ -6,6 +6,7 @@
 
 mod activation;
 mod attention;
+mod causal_cache;
 mod embedding;
 pub mod kernels;
 mod kv_cache;
@@ -13,15 +14,20 @@ mod linear;
 mod norm;
 mod pooling;
 mod position;
+mod rope;
 
 pub use activation::Activation;
-pub use attention::{attend, causal_mask_bias, merge_heads, padding_mask_bias, split_heads};
+pub use attention::{
+    attend, attend_grouped, causal_mask_bias, merge_heads, padding_mask_bias, split_heads, MASKED,
+};
+pub use causal_cache::{CacheShape, CausalCache};
 pub use embedding::Embedding;
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use norm::{LayerNorm, RmsNorm};
 pub use pooling::{l2_normalize, pool, Pooling};
 pub use position::relative_position_bucket;
+pub use rope::{apply_rope, RopeScaling, RotaryEmbedding};
 
 /// Errors of layer construction are loading errors.
 pub type Result<T> = lmrs_io::Result<T>;

@@ -1,37 +1,72 @@
-//! `Linear`: `y = x W^T + b`, with `W` stored `(out, in)` as in PyTorch checkpoints.
+//! `Linear`: `y = x W^T + b`, with `W` stored `(out, in)` as in PyTorch checkpoints. The weight
+//! is dense (lmrs's own f32 kernels) or quantized GGUF blocks (the backend's quantized
+//! mat-vec/mat-mat, which never dequantizes the whole matrix).
 
 use crate::kernels::{gemm, small_matmul};
 use crate::Result;
+use lmrs_core::candle::quantized::QMatMul;
 use lmrs_core::{Module, Tensor};
-use lmrs_io::Weights;
+use lmrs_io::{MatrixWeight, Weights};
 
-/// A dense projection.
+/// A projection, dense or quantized behind one type.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
+    /// Set for quantized weights; `weight` is then unused (an empty placeholder).
+    quantized: Option<QMatMul>,
+    out_dim: usize,
     bias: Option<Tensor>,
 }
 
 impl Linear {
     /// Wrap existing tensors: `weight` is `(out, in)`, `bias` is `(out,)`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        let out_dim = weight.dims().first().copied().unwrap_or(0);
+        Self {
+            weight,
+            quantized: None,
+            out_dim,
+            bias,
+        }
     }
 
-    /// Load `weight` (and `bias` when `with_bias`) under `w`'s prefix.
+    /// A projection over a dense or quantized `(out, in)` weight.
+    pub fn from_matrix(weight: MatrixWeight, bias: Option<Tensor>) -> Result<Self> {
+        match weight {
+            MatrixWeight::Dense(t) => Ok(Self::new(t, bias)),
+            MatrixWeight::Quantized(q) => {
+                let out_dim = q.shape().dims()[0];
+                let placeholder = Tensor::zeros(0, lmrs_core::DType::F32, &q.device())?;
+                Ok(Self {
+                    weight: placeholder,
+                    quantized: Some(QMatMul::from_arc(q)?),
+                    out_dim,
+                    bias,
+                })
+            }
+        }
+    }
+
+    /// Load `weight` (and `bias` when `with_bias`) under `w`'s prefix. Quantized GGUF weights
+    /// stay quantized.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize, with_bias: bool) -> Result<Self> {
-        let weight = w.get("weight", &[out_dim, in_dim])?;
+        let weight = w.get_matrix("weight", &[out_dim, in_dim])?;
         let bias = if with_bias {
             Some(w.get("bias", &[out_dim])?)
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Self::from_matrix(weight, bias)
     }
 
-    /// The `(out, in)` weight.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// The `(out, in)` weight when it is dense.
+    pub fn weight(&self) -> Option<&Tensor> {
+        self.quantized.is_none().then_some(&self.weight)
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
     }
 }
 
@@ -50,6 +85,9 @@ impl Linear {
     pub fn forward_small(&self, x2d: &Tensor) -> lmrs_core::candle::Result<Option<Tensor>> {
         use lmrs_core::candle::{CpuStorage, DType, Storage};
         let (rows, k) = x2d.dims2()?;
+        if self.quantized.is_some() {
+            return Ok(None);
+        }
         let n = self.weight.dim(0)?;
         if x2d.dtype() != DType::F32 || self.weight.dtype() != DType::F32 || !x2d.device().is_cpu()
         {
@@ -88,13 +126,21 @@ impl Module for Linear {
         let rows = x.elem_count() / in_dim.max(1);
         // (rows, in) x (in, out): one product whatever the leading dims.
         let x2d = x.reshape((rows, in_dim))?;
-        let y = match self.forward_small(&x2d)? {
-            Some(y) => y,
-            None => self.forward_gemm(&x2d)?,
+        let y = if let Some(q) = &self.quantized {
+            let y = q.forward(&x2d.contiguous()?)?;
+            match &self.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            }
+        } else {
+            match self.forward_small(&x2d)? {
+                Some(y) => y,
+                None => self.forward_gemm(&x2d)?,
+            }
         };
         let mut out_dims = dims.to_vec();
         let last = out_dims.len() - 1;
-        out_dims[last] = self.weight.dim(0)?;
+        out_dims[last] = self.out_dim;
         y.reshape(out_dims)
     }
 }

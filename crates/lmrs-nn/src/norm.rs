@@ -20,6 +20,14 @@ impl RmsNorm {
             eps: eps as f32,
         })
     }
+
+    /// Gemma's variant, `x_norm * (1 + weight)`: load `weight` and fold the `1 +` in once.
+    pub fn load_offset(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: (w.get("weight", &[dim])? + 1.0)?,
+            eps: eps as f32,
+        })
+    }
 }
 
 impl Module for RmsNorm {

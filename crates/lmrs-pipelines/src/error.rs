@@ -27,6 +27,12 @@ pub enum PipelineError {
     /// The model folder has no tokenizer.
     #[error("no tokenizer.json in {0}")]
     NoTokenizer(String),
+    /// A chat template does not compile or fails while rendering.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    /// A chat template rejected the conversation with `raise_exception(message)`.
+    #[error("chat template rejected the conversation: {0}")]
+    ChatTemplateRaised(String),
     /// The task cannot run with this model (e.g. unknown language pair).
     #[error("{0}")]
     Task(String),

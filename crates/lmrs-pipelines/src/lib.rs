@@ -11,11 +11,17 @@
 //! - [`TokenClassificationPipeline`]: named entities and other token labels, with
 //!   `transformers`' aggregation strategies and character offsets.
 //! - [`FillMaskPipeline`]: the most likely tokens for each `[MASK]`.
+//! - [`TextGenerationPipeline`]: completion, chat (through the model's chat template) and
+//!   instruction summarization with a decoder-only model, from GGUF or an HF folder.
+//! - [`ChatTemplate`]: a model's Jinja chat template rendered as `transformers`'
+//!   `apply_chat_template` does.
 
+mod chat_template;
 mod classify;
 mod embed;
 mod error;
 mod fill_mask;
+mod generation;
 mod ner;
 mod sentence;
 mod seq2seq;
@@ -23,6 +29,7 @@ mod source;
 mod task;
 mod text;
 
+pub use chat_template::{ChatMessage, ChatTemplate};
 pub use classify::{
     Classification, ClassificationPipeline, ClassifyOptions, LabelScore, ScoreFunction,
 };
@@ -31,6 +38,11 @@ pub use embed::{
 };
 pub use error::{PipelineError, Result};
 pub use fill_mask::{FillMaskPipeline, MaskFill};
+pub use generation::{
+    default_model, default_model_path, is_causal_model, model_cache_dir, Completion,
+    CompletionOutput, FinishReason, TextGenerationPipeline, DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MODEL_FILE, SUMMARIZE_INSTRUCTION,
+};
 pub use lmrs_nn::Pooling;
 pub use ner::{Aggregation, Entity, TokenClassificationPipeline};
 pub use sentence::SentenceConfig;

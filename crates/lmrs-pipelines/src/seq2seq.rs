@@ -281,7 +281,7 @@ impl Seq2SeqPipeline {
 
 /// Turns a stream of token ids into a stream of text pieces: decodes the whole sequence so far
 /// and emits what was added, holding back text that ends in an incomplete character.
-struct TextStreamer<'a> {
+pub(crate) struct TextStreamer<'a> {
     tokenizer: &'a TextTokenizer,
     sink: &'a mut dyn FnMut(&str),
     tokens: Vec<u32>,
@@ -289,7 +289,7 @@ struct TextStreamer<'a> {
 }
 
 impl<'a> TextStreamer<'a> {
-    fn new(tokenizer: &'a TextTokenizer, sink: &'a mut dyn FnMut(&str)) -> Self {
+    pub(crate) fn new(tokenizer: &'a TextTokenizer, sink: &'a mut dyn FnMut(&str)) -> Self {
         Self {
             tokenizer,
             sink,
@@ -298,7 +298,7 @@ impl<'a> TextStreamer<'a> {
         }
     }
 
-    fn push(&mut self, token: u32) {
+    pub(crate) fn push(&mut self, token: u32) {
         self.tokens.push(token);
         let Ok(text) = self.tokenizer.decode(&self.tokens) else {
             return;

@@ -96,6 +96,28 @@ impl TextTokenizer {
         })
     }
 
+    /// Wrap a tokenizer built elsewhere (e.g. from GGUF metadata); `clean_up_spaces` is
+    /// `clean_up_tokenization_spaces`.
+    pub fn from_tokenizer(mut tokenizer: Tokenizer, clean_up_spaces: bool) -> Self {
+        tokenizer.with_padding(None);
+        // Removing truncation cannot fail.
+        let _ = tokenizer.with_truncation(None);
+        Self {
+            tokenizer,
+            clean_up_spaces,
+        }
+    }
+
+    /// Encode the whole text, with the tokenizer's special tokens (`add_special`, e.g. a
+    /// BOS) or without (text that already spells them, such as a rendered chat template).
+    pub fn encode_plain(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, add_special)
+            .map_err(|e| PipelineError::Tokenize(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Encode with special tokens, keeping at most `max_tokens` ids (special tokens included)
     /// like `truncation=True, max_length=max_tokens`.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Result<Encoded> {

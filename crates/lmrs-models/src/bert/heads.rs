@@ -231,12 +231,12 @@ impl BertForMaskedLM {
         };
         let bert = BertModel::load(w, cfg)?;
         let weight = if w.pp(decoder).contains("weight") {
-            w.pp(decoder).get("weight", &[v, d])?
+            lmrs_io::MatrixWeight::Dense(w.pp(decoder).get("weight", &[v, d])?)
         } else {
-            bert.word_embeddings().clone()
+            bert.word_embeddings()
         };
         Ok(Self {
-            decoder: Linear::new(weight, Some(bias)),
+            decoder: Linear::from_matrix(weight, Some(bias))?,
             bert,
             dense,
             act,

@@ -52,7 +52,10 @@ impl BertEmbeddings {
         }
         let x = match self.positions {
             PositionIds::FromZero => {
-                let positions = self.position_embeddings.weight().narrow(0, 0, s)?;
+                let table = self.position_embeddings.weight().ok_or_else(|| {
+                    Error::InvalidInput("BERT position embeddings must be dense".into())
+                })?;
+                let positions = table.narrow(0, 0, s)?;
                 words.broadcast_add(&positions)?
             }
             PositionIds::AfterPadding(pad) => {
@@ -226,8 +229,8 @@ impl BertModel {
     }
 
     /// The word embedding table `(vocab, hidden)` (masked-LM heads tie to it).
-    pub fn word_embeddings(&self) -> &Tensor {
-        self.embeddings.word_embeddings.weight()
+    pub fn word_embeddings(&self) -> lmrs_io::MatrixWeight {
+        self.embeddings.word_embeddings.matrix()
     }
 
     /// `BertPooler`: `tanh(dense(hidden[:, 0]))` `(b, hidden)`; `None` when the checkpoint has

@@ -73,7 +73,7 @@ impl T5Attention {
                 })
             })
             .collect();
-        let ids = Tensor::from_vec(ids, (q_len, k_len), table.weight().device())?;
+        let ids = Tensor::from_vec(ids, (q_len, k_len), &table.device())?;
         // (q, k, heads) -> (1, heads, q, k)
         let values = table.forward(&ids)?;
         Ok(values.permute((2, 0, 1))?.unsqueeze(0)?.contiguous()?)

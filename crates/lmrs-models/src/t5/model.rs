@@ -163,7 +163,7 @@ impl T5ForConditionalGeneration {
         let lm_head = if cfg.tie_word_embeddings == Some(false) {
             Linear::load(&w.pp("lm_head"), d, cfg.vocab_size, false)?
         } else {
-            Linear::new(shared.weight().clone(), None)
+            Linear::from_matrix(shared.matrix(), None)?
         };
         Ok(Self {
             encoder_norm: RmsNorm::load(

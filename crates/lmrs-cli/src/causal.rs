@@ -1,0 +1,239 @@
+//! `generate`, `chat`, and `summarize` with a decoder-only model: read prompts, run the
+//! text-generation pipeline, stream or print the results.
+
+use crate::args::{ChatArgs, GenerateArgs, TaskArgs};
+use crate::input::documents;
+use anyhow::{bail, Context, Result};
+use lmrs_pipelines::{
+    ChatMessage, CompletionOutput, LoadOptions, RunOptions, TextGenerationPipeline,
+};
+use std::io::{BufRead, IsTerminal, Write};
+
+/// The model to load: `--model`, else the default model (fetched by scripts/fetch-models.sh).
+pub fn model_reference(model: &Option<String>) -> Result<String> {
+    match model {
+        Some(m) => Ok(m.clone()),
+        None => Ok(lmrs_pipelines::default_model()?.display().to_string()),
+    }
+}
+
+fn load(
+    model: &Option<String>,
+    revision: &Option<String>,
+    truncate: bool,
+) -> Result<TextGenerationPipeline> {
+    let reference = model_reference(model)?;
+    let mut p = TextGenerationPipeline::load(
+        &reference,
+        &LoadOptions {
+            revision: revision.clone(),
+            max_input_tokens: None,
+        },
+    )
+    .with_context(|| format!("cannot load {reference}"))?;
+    p.set_truncate_prompts(truncate);
+    Ok(p)
+}
+
+/// Print the outputs of a run: streamed text was already printed; `--json` prints one object
+/// per prompt.
+fn print_outputs(outputs: &[CompletionOutput], json: bool, streamed: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (i, o) in outputs.iter().enumerate() {
+        if json {
+            let best = o.completions.first();
+            let record = serde_json::json!({
+                "index": i,
+                "text": best.map(|c| c.text.as_str()).unwrap_or_default(),
+                "token_ids": best.map(|c| c.token_ids.clone()).unwrap_or_default(),
+                "finish_reason": best.map(|c| c.finish_reason),
+                "completions": o.completions,
+                "prompt_tokens": o.prompt_tokens,
+                "output_tokens": best.map_or(0, |c| c.token_ids.len()),
+                "truncated": o.truncated,
+                "batch_size": o.batch_size,
+                "prefill_ms": o.prefill_ms,
+                "generate_ms": o.generate_ms,
+            });
+            writeln!(out, "{}", serde_json::to_string(&record)?)?;
+        } else if streamed {
+            writeln!(out)?;
+        } else {
+            for c in &o.completions {
+                writeln!(out, "{}", c.text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn warn_truncated(outputs: &[CompletionOutput]) {
+    let n = outputs.iter().filter(|o| o.truncated).count();
+    if n > 0 {
+        eprintln!(
+            "warning: {n} prompt(s) did not fit the context window and kept only their last tokens"
+        );
+    }
+}
+
+/// Stream to stdout when it is a terminal, a single prompt is run, and no JSON is asked for.
+fn run_streaming<F>(json: bool, single: bool, run: F) -> Result<(Vec<CompletionOutput>, bool)>
+where
+    F: FnOnce(Option<&mut dyn FnMut(&str)>) -> Result<Vec<CompletionOutput>>,
+{
+    let mut streamed = false;
+    let mut on_text = |piece: &str| {
+        streamed = true;
+        print!("{piece}");
+        let _ = std::io::stdout().flush();
+    };
+    let stream = std::io::stdout().is_terminal() && !json && single;
+    let outputs = run(stream.then_some(&mut on_text as &mut dyn FnMut(&str)))?;
+    Ok((outputs, streamed))
+}
+
+/// `lmrs generate`: raw completion of each prompt.
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let prompts = documents(&args.prompts, &args.source)?;
+    let pipeline = load(&args.model, &args.revision, args.truncate)?;
+    let overrides = args.generation.to_config();
+    let (outputs, streamed) = run_streaming(args.json, prompts.len() == 1, |on_text| {
+        let opts = RunOptions {
+            batch_size: args.batch_size,
+            on_text,
+            on_progress: None,
+        };
+        Ok(pipeline.complete(&prompts, &overrides, opts)?)
+    })?;
+    warn_truncated(&outputs);
+    print_outputs(&outputs, args.json, streamed)
+}
+
+/// `lmrs summarize` with a decoder-only model: an instruction through the chat template.
+pub fn summarize(args: TaskArgs) -> Result<()> {
+    let docs = documents(&args.texts, &args.io.source)?;
+    let truncate = args.io.max_input_tokens.is_some();
+    let pipeline = load(&args.model, &args.revision, truncate)?;
+    let overrides = args.generation.to_config();
+    let (outputs, streamed) = run_streaming(args.io.json, docs.len() == 1, |on_text| {
+        let opts = RunOptions {
+            batch_size: args.io.batch_size,
+            on_text,
+            on_progress: None,
+        };
+        Ok(pipeline.summarize(&docs, &overrides, opts)?)
+    })?;
+    warn_truncated(&outputs);
+    print_outputs(&outputs, args.io.json, streamed)
+}
+
+/// `lmrs chat`: a conversation with history, interactive on a terminal; `--message` answers
+/// once (repeat it to give earlier user turns).
+pub fn chat(args: ChatArgs) -> Result<()> {
+    let pipeline = load(&args.model, &args.revision, args.truncate)?;
+    if pipeline.chat_template().is_none() {
+        bail!(
+            "{} has no chat template; use `lmrs generate` for plain completion",
+            pipeline.source().display()
+        );
+    }
+    let overrides = args.generation.to_config();
+    let mut history = Vec::new();
+    if let Some(system) = &args.system {
+        history.push(ChatMessage {
+            role: "system".into(),
+            content: system.clone(),
+        });
+    }
+    let stdout_tty = std::io::stdout().is_terminal();
+    let reply = |history: &mut Vec<ChatMessage>, stream: bool| -> Result<CompletionOutput> {
+        let mut on_text = |piece: &str| {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        };
+        let opts = RunOptions {
+            batch_size: 1,
+            on_text: stream.then_some(&mut on_text as &mut dyn FnMut(&str)),
+            on_progress: None,
+        };
+        let out = pipeline.chat(history, &overrides, opts)?;
+        let text = out
+            .completions
+            .first()
+            .map(|c| c.text.clone())
+            .unwrap_or_default();
+        history.push(ChatMessage {
+            role: "assistant".into(),
+            content: text.trim().to_string(),
+        });
+        Ok(out)
+    };
+
+    if !args.message.is_empty() {
+        // Scripted: all messages are user turns; the model answers each in order and the
+        // last answer is printed (all of them with --json).
+        let mut outputs = Vec::new();
+        for m in &args.message {
+            history.push(ChatMessage {
+                role: "user".into(),
+                content: m.clone(),
+            });
+            let last = outputs.len() + 1 == args.message.len();
+            let stream = last && stdout_tty && !args.json;
+            outputs.push(reply(&mut history, stream)?);
+            if stream {
+                println!();
+            }
+        }
+        if args.json {
+            print_outputs(&outputs, true, false)?;
+        } else if !stdout_tty {
+            if let Some(last) = history.last() {
+                println!("{}", last.content);
+            }
+        }
+        return Ok(());
+    }
+
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    if interactive {
+        eprintln!(
+            "chatting with {} — empty line or Ctrl-D to quit, /reset to forget the conversation",
+            pipeline.source().display()
+        );
+    }
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.context("cannot read stdin")?;
+        let line = line.trim();
+        if line.is_empty() {
+            if interactive {
+                break;
+            }
+            continue;
+        }
+        if line == "/reset" {
+            history.retain(|m| m.role == "system");
+            continue;
+        }
+        history.push(ChatMessage {
+            role: "user".into(),
+            content: line.to_string(),
+        });
+        let out = reply(&mut history, stdout_tty && !args.json)?;
+        if args.json {
+            print_outputs(&[out], true, false)?;
+        } else if stdout_tty {
+            println!();
+        } else if let Some(last) = history.last() {
+            println!("{}", last.content);
+        }
+    }
+    Ok(())
+}

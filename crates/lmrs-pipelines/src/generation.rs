@@ -1,0 +1,489 @@
+//! Text generation, chat and instruction-following with a decoder-only model
+//! (`transformers`' text-generation pipeline, `apply_chat_template` + `generate`).
+//!
+//! The model comes from a GGUF file (tokenizer and chat template read from its metadata) or an
+//! HF folder (`tokenizer.json`, `tokenizer_config.json` / `chat_template.jinja`). With no model
+//! given, front ends use [`default_model_path`]: SmolLM2-135M-Instruct, fetched by
+//! `scripts/fetch-models.sh`.
+
+use crate::chat_template::{ChatMessage, ChatTemplate};
+use crate::seq2seq::{LoadOptions, RunOptions, TextStreamer};
+use crate::text::TextTokenizer;
+use crate::{PipelineError, Result};
+use lmrs_core::{CausalLm, Device, SpecialTokens};
+use lmrs_generate::{generate_hooked, CausalSession, GenerationConfig, Hooks};
+use lmrs_io::{GgufFile, ModelFiles, ModelSource};
+use lmrs_models::{load_causal, load_causal_gguf, CausalModel};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// File name of the default model in lmrs's model cache.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// New tokens when neither the model's `generation_config.json` nor the caller sets a length
+/// (transformers would stop after 20, which cuts most answers short).
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 256;
+
+/// lmrs's model cache: `$LMRS_HOME/models`, else `~/.cache/lmrs/models`.
+pub fn model_cache_dir() -> PathBuf {
+    let home = std::env::var_os("LMRS_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lmrs")))
+        .unwrap_or_else(|| PathBuf::from(".cache/lmrs"));
+    home.join("models")
+}
+
+/// Where the default model lives (it may not have been fetched yet).
+pub fn default_model_path() -> PathBuf {
+    model_cache_dir().join(DEFAULT_MODEL_FILE)
+}
+
+/// The default model's path, or an error telling how to fetch it.
+pub fn default_model() -> Result<PathBuf> {
+    let path = default_model_path();
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(PipelineError::Task(format!(
+            "no --model given and the default model is not fetched yet ({}); fetch it with \
+             `scripts/fetch-models.sh --default-only`",
+            path.display()
+        )))
+    }
+}
+
+/// Why a sequence ended (OpenAI's `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// The length limit.
+    Length,
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Completion {
+    /// Decoded new text (special tokens skipped; a matched stop string and what follows it
+    /// removed).
+    pub text: String,
+    /// New token ids (EOS included when produced).
+    pub token_ids: Vec<u32>,
+    /// Why generation ended.
+    pub finish_reason: FinishReason,
+    /// Beam score, for beam search.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+}
+
+/// The result for one prompt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CompletionOutput {
+    /// `num_return_sequences` continuations, best first for beam search.
+    pub completions: Vec<Completion>,
+    /// Prompt length in tokens (after any truncation).
+    pub prompt_tokens: usize,
+    /// Whether the prompt was cut to fit the context window.
+    pub truncated: bool,
+    /// Milliseconds spent on the prompt (prefill) for this prompt's batch.
+    pub prefill_ms: f64,
+    /// Milliseconds spent generating (first step to last) for this prompt's batch.
+    pub generate_ms: f64,
+    /// Prompts in this prompt's batch.
+    pub batch_size: usize,
+}
+
+/// Instruction used by [`TextGenerationPipeline::summarize`].
+pub const SUMMARIZE_INSTRUCTION: &str =
+    "Summarize the following text in a few sentences. Reply with the summary only.";
+
+/// A decoder-only model with its tokenizer, chat template and default generation settings.
+pub struct TextGenerationPipeline {
+    model: CausalModel,
+    tokenizer: TextTokenizer,
+    chat_template: Option<ChatTemplate>,
+    defaults: GenerationConfig,
+    special: SpecialTokens,
+    source: PathBuf,
+    device: Device,
+    /// Keep the last tokens of prompts that do not fit instead of failing.
+    truncate_prompts: bool,
+}
+
+impl TextGenerationPipeline {
+    /// Load from a GGUF file, a local folder or a hub id in the Hugging Face cache.
+    pub fn load(reference: &str, opts: &LoadOptions) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut p = match lmrs_io::resolve(reference, opts.revision.as_deref())? {
+            ModelSource::Gguf(path) => Self::load_gguf(&path, &device)?,
+            ModelSource::HfFolder(dir) => Self::load_folder(&dir, &device)?,
+        };
+        p.truncate_prompts = opts.max_input_tokens.is_some();
+        Ok(p)
+    }
+
+    fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let tokenizer = lmrs_io::tokenizer_from_gguf(file.content())?;
+        let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
+        let model = load_causal_gguf(file.clone(), device)?;
+        let special = model.special_tokens();
+        let chat_template = match file.opt_str("tokenizer.chat_template")? {
+            Some(src) => Some(ChatTemplate::new(
+                &src,
+                token(special.bos).as_deref(),
+                token(special.eos.first().copied()).as_deref(),
+            )?),
+            None => None,
+        };
+        // A generation_config.json beside the file is honoured (GGUF has no such metadata).
+        let defaults = match path.parent().map(|d| d.join("generation_config.json")) {
+            Some(g) if g.is_file() => GenerationConfig::from_file(&g)?,
+            _ => GenerationConfig::default(),
+        };
+        Ok(Self {
+            model,
+            tokenizer: TextTokenizer::from_tokenizer(tokenizer, false),
+            chat_template,
+            defaults,
+            special,
+            source: path.to_path_buf(),
+            device: device.clone(),
+            truncate_prompts: false,
+        })
+    }
+
+    fn load_folder(dir: &Path, device: &Device) -> Result<Self> {
+        let files = ModelFiles::from_folder(dir)?;
+        let tokenizer = TextTokenizer::load(dir)?;
+        let model = load_causal(&files, device)?;
+        let defaults = match &files.generation_config {
+            Some(p) => GenerationConfig::from_file(p)?,
+            None => GenerationConfig::default(),
+        };
+        let chat_template = load_folder_template(dir)?;
+        Ok(Self {
+            special: model.special_tokens(),
+            model,
+            tokenizer,
+            chat_template,
+            defaults,
+            source: dir.to_path_buf(),
+            device: device.clone(),
+            truncate_prompts: false,
+        })
+    }
+
+    /// The file or folder the model came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> &CausalModel {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, when the model has one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// The model's own defaults (`generation_config.json`).
+    pub fn defaults(&self) -> &GenerationConfig {
+        &self.defaults
+    }
+
+    /// Keep the last tokens of over-long prompts instead of failing.
+    pub fn set_truncate_prompts(&mut self, on: bool) {
+        self.truncate_prompts = on;
+    }
+
+    /// The settings a run uses: the model's defaults, [`DEFAULT_MAX_NEW_TOKENS`] when no length
+    /// is set anywhere, then `overrides`.
+    pub fn effective_config(&self, overrides: &GenerationConfig) -> GenerationConfig {
+        let mut cfg = self.defaults.clone();
+        cfg.merge(overrides);
+        if cfg.max_new_tokens.is_none() && cfg.max_length.is_none() {
+            cfg.max_new_tokens = Some(DEFAULT_MAX_NEW_TOKENS);
+        }
+        cfg
+    }
+
+    /// Render `messages` with the chat template (generation prompt appended) and tokenize
+    /// the result without adding special tokens again, like `apply_chat_template(...,
+    /// tokenize=True)`.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let template = self.chat_template.as_ref().ok_or_else(|| {
+            PipelineError::Task(format!(
+                "{} has no chat template; use plain generation instead",
+                self.source.display()
+            ))
+        })?;
+        let text = template.render(messages, true)?;
+        self.tokenizer.encode_plain(&text, false)
+    }
+
+    /// Continue raw `prompts` (tokenized with the tokenizer's special tokens, e.g. a BOS).
+    pub fn complete(
+        &self,
+        prompts: &[String],
+        overrides: &GenerationConfig,
+        opts: RunOptions<'_>,
+    ) -> Result<Vec<CompletionOutput>> {
+        if let Some(index) = prompts.iter().position(|t| t.is_empty()) {
+            return Err(PipelineError::EmptyInput { index });
+        }
+        let ids = prompts
+            .iter()
+            .map(|p| self.tokenizer.encode_plain(p, true))
+            .collect::<Result<Vec<_>>>()?;
+        self.generate_ids(&ids, overrides, opts)
+    }
+
+    /// Answer the last user turn of `messages` (one conversation).
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        overrides: &GenerationConfig,
+        opts: RunOptions<'_>,
+    ) -> Result<CompletionOutput> {
+        if messages.is_empty() {
+            return Err(PipelineError::EmptyInput { index: 0 });
+        }
+        let ids = self.chat_prompt(messages)?;
+        let mut out = self.generate_ids(&[ids], overrides, opts)?;
+        out.pop()
+            .ok_or_else(|| PipelineError::Task("generation returned nothing".into()))
+    }
+
+    /// Summarize each text by asking the model through its chat template (a plain
+    /// "Summary:" completion prompt when the model has no template).
+    pub fn summarize(
+        &self,
+        texts: &[String],
+        overrides: &GenerationConfig,
+        opts: RunOptions<'_>,
+    ) -> Result<Vec<CompletionOutput>> {
+        if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(PipelineError::EmptyInput { index });
+        }
+        let prompts = texts
+            .iter()
+            .map(|t| match &self.chat_template {
+                Some(_) => self.chat_prompt(&[ChatMessage {
+                    role: "user".into(),
+                    content: format!("{SUMMARIZE_INSTRUCTION}\n\n{}", t.trim()),
+                }]),
+                None => self
+                    .tokenizer
+                    .encode_plain(&format!("{}\n\nSummary:", t.trim()), true),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.generate_ids(&prompts, overrides, opts)
+    }
+
+    /// Generate from tokenized prompts, `opts.batch_size` prompts at a time (grouped by length).
+    pub fn generate_ids(
+        &self,
+        prompts: &[Vec<u32>],
+        overrides: &GenerationConfig,
+        opts: RunOptions<'_>,
+    ) -> Result<Vec<CompletionOutput>> {
+        let cfg = self.effective_config(overrides);
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+        let mut outputs: Vec<Option<CompletionOutput>> = vec![None; prompts.len()];
+        let RunOptions {
+            batch_size,
+            mut on_text,
+            mut on_progress,
+        } = opts;
+        let mut done = 0;
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
+            let stream: Option<&mut dyn FnMut(&str)> = match on_text {
+                Some(ref mut f) if chunk.len() == 1 => Some(&mut **f),
+                _ => None,
+            };
+            for (&i, out) in chunk.iter().zip(self.generate_batch(&batch, &cfg, stream)?) {
+                outputs[i] = Some(out);
+            }
+            done += chunk.len();
+            if let Some(p) = on_progress.as_deref_mut() {
+                p(done);
+            }
+        }
+        Ok(outputs.into_iter().flatten().collect())
+    }
+
+    /// Fit a prompt into the context window with room for `max_new` tokens.
+    fn fit(&self, prompt: &[u32], max_new: usize) -> Result<(Vec<u32>, bool)> {
+        let room = self.model.max_positions().saturating_sub(max_new);
+        if prompt.len() <= room {
+            return Ok((prompt.to_vec(), false));
+        }
+        if !self.truncate_prompts || room == 0 {
+            return Err(PipelineError::Task(format!(
+                "the prompt has {} tokens but the context window of {} positions leaves room \
+                 for {room} with {max_new} new tokens; shorten it, lower max_new_tokens, or \
+                 allow truncation (--truncate)",
+                prompt.len(),
+                self.model.max_positions()
+            )));
+        }
+        // Keep the end of the prompt: that is what the continuation follows.
+        Ok((prompt[prompt.len() - room..].to_vec(), true))
+    }
+
+    /// Generate one batch with a fully layered configuration.
+    fn generate_batch(
+        &self,
+        prompts: &[&[u32]],
+        cfg: &GenerationConfig,
+        on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Vec<CompletionOutput>> {
+        let resolved = cfg.resolve(&self.special)?;
+        let mut fitted = Vec::with_capacity(prompts.len());
+        let mut truncated = Vec::with_capacity(prompts.len());
+        let mut max_new = 0;
+        for (i, p) in prompts.iter().enumerate() {
+            if p.is_empty() {
+                return Err(PipelineError::EmptyInput { index: i });
+            }
+            let new = resolved.max_length.total(p.len()).saturating_sub(p.len());
+            let (ids, cut) = self.fit(p, new)?;
+            max_new = max_new.max(new);
+            fitted.push(ids);
+            truncated.push(cut);
+        }
+        let b = fitted.len();
+        let t0 = Instant::now();
+        let mut session = CausalSession::new(
+            &self.model,
+            &fitted,
+            max_new,
+            resolved.use_cache,
+            &self.device,
+        )?;
+        let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+        let stops = &resolved.stop_strings;
+        let lens: Vec<usize> = fitted.iter().map(Vec::len).collect();
+        let mut stop_check = |input: usize, seq: &[u32]| -> bool {
+            let new = &seq[lens[input]..];
+            self.tokenizer
+                .decode(new)
+                .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
+                .unwrap_or(false)
+        };
+        let stream_ok = b == 1 && !resolved.is_beam() && resolved.num_return_sequences == 1;
+        let t1 = Instant::now();
+        let results = match on_text {
+            Some(sink) if stream_ok => {
+                let mut streamer = TextStreamer::new(&self.tokenizer, sink);
+                let mut cb = |_: usize, tok: u32| streamer.push(tok);
+                let hooks = Hooks {
+                    on_token: Some(&mut cb),
+                    stop: (!stops.is_empty()).then_some(&mut stop_check as _),
+                };
+                generate_hooked(&mut session, &fitted, &resolved, hooks)?
+            }
+            _ => {
+                let hooks = Hooks {
+                    on_token: None,
+                    stop: (!stops.is_empty()).then_some(&mut stop_check as _),
+                };
+                generate_hooked(&mut session, &fitted, &resolved, hooks)?
+            }
+        };
+        let generate_ms = t1.elapsed().as_secs_f64() * 1e3;
+
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, seqs)| {
+                let completions = seqs
+                    .into_iter()
+                    .map(|seq| {
+                        let token_ids = seq.tokens.get(lens[i]..).unwrap_or_default().to_vec();
+                        let mut text = self.tokenizer.decode(&token_ids)?;
+                        let mut finish = match token_ids.last() {
+                            Some(t) if resolved.eos.contains(t) => FinishReason::Stop,
+                            _ => FinishReason::Length,
+                        };
+                        if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min()
+                        {
+                            text.truncate(cut);
+                            finish = FinishReason::Stop;
+                        }
+                        Ok(Completion {
+                            text,
+                            token_ids,
+                            finish_reason: finish,
+                            score: seq.score,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(CompletionOutput {
+                    completions,
+                    prompt_tokens: lens[i],
+                    truncated: truncated[i],
+                    prefill_ms,
+                    generate_ms,
+                    batch_size: b,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The chat template of an HF folder: `chat_template.jinja` (transformers 5), else
+/// `tokenizer_config.json`'s `chat_template`.
+fn load_folder_template(dir: &Path) -> Result<Option<ChatTemplate>> {
+    let cfg_path = dir.join("tokenizer_config.json");
+    let cfg: serde_json::Value = if cfg_path.is_file() {
+        lmrs_io::read_json(&cfg_path)?
+    } else {
+        serde_json::Value::Null
+    };
+    let token = |key: &str| -> Option<String> {
+        match cfg.get(key)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            v => v.get("content")?.as_str().map(str::to_string),
+        }
+    };
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.is_file() {
+        let src = std::fs::read_to_string(&jinja).map_err(|source| lmrs_io::IoError::Read {
+            path: jinja.clone(),
+            source,
+        })?;
+        return Ok(Some(ChatTemplate::new(
+            &src,
+            token("bos_token").as_deref(),
+            token("eos_token").as_deref(),
+        )?));
+    }
+    if cfg.is_null() {
+        return Ok(None);
+    }
+    ChatTemplate::from_tokenizer_config(&cfg)
+}
+
+/// Whether `reference` names a decoder-only model: a GGUF file, or a folder whose
+/// `config.json` declares a causal-LM `model_type`.
+pub fn is_causal_model(reference: &str, revision: Option<&str>) -> Result<bool> {
+    Ok(match lmrs_io::resolve(reference, revision)? {
+        ModelSource::Gguf(_) => true,
+        ModelSource::HfFolder(dir) => lmrs_io::model_type(&dir.join("config.json"))?
+            .is_some_and(|t| lmrs_models::CAUSAL_MODEL_TYPES.contains(&t.as_str())),
+    })
+}
