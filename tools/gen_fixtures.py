@@ -766,6 +766,7 @@ def main():
     import encoder_fixtures
 
     encoder_fixtures.build_all(args.out)
+    __import__("gen_decoder_fixtures").build_all(args.out)  # decoder-only LMs (+ GGUF) likewise
 
     print(f"\ndone in {time.time() - T0:.1f}s")
     for d in sorted(args.out.iterdir()):

@@ -286,7 +286,7 @@ impl Weights {
 fn unpermute_rows(q: &QTensor, heads: usize) -> lmrs_core::candle::Result<QTensor> {
     let dims = q.shape().dims().to_vec();
     let rows = dims[0];
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 {
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
         lmrs_core::candle::bail!("{rows} rows do not split into {heads} heads of even size");
     }
     let data = q.data()?;

@@ -62,7 +62,8 @@ impl RotaryEmbedding {
                     } else {
                         *f
                     };
-                    let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                    // NaN-free here, so "not below and not above" is a plain range check.
+                    let medium = (high_wavelen..=low_wavelen).contains(&wavelen);
                     *f = if medium {
                         let smooth = (old / wavelen - low_freq_factor)
                             / (high_freq_factor - low_freq_factor);

@@ -133,7 +133,9 @@ impl Gemma3Config {
                 ("head_dim", cfg.head_dim),
             ],
         )?;
-        if cfg.num_attention_heads % cfg.kv_heads() != 0 || cfg.head_dim % 2 != 0 {
+        if !cfg.num_attention_heads.is_multiple_of(cfg.kv_heads())
+            || !cfg.head_dim.is_multiple_of(2)
+        {
             return Err(ModelError::config(
                 source,
                 "num_attention_heads must be a multiple of num_key_value_heads and head_dim even",
@@ -187,7 +189,7 @@ impl Gemma3Config {
                     ))
                 }
             },
-            None => (i + 1) % self.sliding_window_pattern.unwrap_or(6).max(1) != 0,
+            None => !(i + 1).is_multiple_of(self.sliding_window_pattern.unwrap_or(6).max(1)),
         };
         if sliding {
             // Local layers always use plain RoPE with their own base.

@@ -101,7 +101,7 @@ impl Gpt2Config {
                 ("n_head", cfg.n_head),
             ],
         )?;
-        if cfg.n_embd % cfg.n_head != 0 {
+        if !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return Err(ModelError::config(
                 source,
                 format!(

@@ -98,7 +98,7 @@ impl LlamaConfig {
                 ("head_dim", self.head_dim()),
             ],
         )?;
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(ModelError::config(
                 &self.source,
                 format!(
@@ -108,7 +108,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(ModelError::config(
                 &self.source,
                 "head_dim must be even for RoPE",
