@@ -2,18 +2,29 @@
 //! is dense (lmrs's own f32 kernels) or quantized GGUF blocks (the backend's quantized
 //! mat-vec/mat-mat, which never dequantizes the whole matrix).
 
+use crate::kernels::q4_1::Q41Matrix;
 use crate::kernels::{gemm, small_matmul};
 use crate::Result;
-use lmrs_core::candle::quantized::QMatMul;
+use lmrs_core::candle::quantized::{GgmlDType, QMatMul};
 use lmrs_core::{Module, Tensor};
 use lmrs_io::{MatrixWeight, Weights};
+use std::sync::Arc;
+
+/// How quantized weights are multiplied.
+#[derive(Debug, Clone)]
+enum Quantized {
+    /// The backend's quantized matmul (SIMD for Q4_0, Q8_0 and the K-quants).
+    Backend(QMatMul),
+    /// lmrs's Q4_1 kernel (the backend has no SIMD path for it).
+    Q4_1(Arc<Q41Matrix>),
+}
 
 /// A projection, dense or quantized behind one type.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
     /// Set for quantized weights; `weight` is then unused (an empty placeholder).
-    quantized: Option<QMatMul>,
+    quantized: Option<Quantized>,
     out_dim: usize,
     bias: Option<Tensor>,
 }
@@ -35,11 +46,18 @@ impl Linear {
         match weight {
             MatrixWeight::Dense(t) => Ok(Self::new(t, bias)),
             MatrixWeight::Quantized(q) => {
-                let out_dim = q.shape().dims()[0];
+                let (out_dim, in_dim) = q.shape().dims2()?;
                 let placeholder = Tensor::zeros(0, lmrs_core::DType::F32, &q.device())?;
+                let own = (q.dtype() == GgmlDType::Q4_1 && q.device().is_cpu())
+                    .then(|| Q41Matrix::new(q.data().ok()?.into_owned(), out_dim, in_dim))
+                    .flatten();
+                let quantized = match own {
+                    Some(m) => Quantized::Q4_1(Arc::new(m)),
+                    None => Quantized::Backend(QMatMul::from_arc(q)?),
+                };
                 Ok(Self {
                     weight: placeholder,
-                    quantized: Some(QMatMul::from_arc(q)?),
+                    quantized: Some(quantized),
                     out_dim,
                     bias,
                 })
@@ -127,7 +145,16 @@ impl Module for Linear {
         // (rows, in) x (in, out): one product whatever the leading dims.
         let x2d = x.reshape((rows, in_dim))?;
         let y = if let Some(q) = &self.quantized {
-            let y = q.forward(&x2d.contiguous()?)?;
+            let y = match q {
+                Quantized::Backend(q) => q.forward(&x2d.contiguous()?)?,
+                Quantized::Q4_1(q) => {
+                    let xs = x2d
+                        .to_dtype(lmrs_core::DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
+                    Tensor::from_vec(q.matmul_xwt(&xs, rows), (rows, q.rows()), x.device())?
+                }
+            };
             match &self.bias {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,

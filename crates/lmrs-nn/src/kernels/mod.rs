@@ -3,4 +3,5 @@
 
 pub mod gelu;
 pub mod gemm;
+pub mod q4_1;
 pub mod small_matmul;
