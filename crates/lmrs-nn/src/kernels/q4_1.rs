@@ -42,11 +42,8 @@ pub struct Q41Matrix {
 impl Q41Matrix {
     /// Wrap raw GGUF bytes of a `(rows, cols)` tensor. `None` when the sizes disagree.
     pub fn new(data: Vec<u8>, rows: usize, cols: usize) -> Option<Self> {
-        (cols % QK == 0 && data.len() == rows * (cols / QK) * BLOCK_BYTES).then_some(Self {
-            data,
-            rows,
-            cols,
-        })
+        (cols.is_multiple_of(QK) && data.len() == rows * (cols / QK) * BLOCK_BYTES)
+            .then_some(Self { data, rows, cols })
     }
 
     /// Output rows.
