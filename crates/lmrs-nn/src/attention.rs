@@ -51,6 +51,9 @@ pub fn attend_grouped(
     let (b, h, tq, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let tk = k.dim(2)?;
+    if let Some(y) = attend_cached_fast(q, k, v, bias, scale, softcap)? {
+        return Ok(y);
+    }
     if kv_heads == 0 || h % kv_heads != 0 {
         lmrs_core::candle::bail!("{h} query heads do not group over {kv_heads} key/value heads");
     }
@@ -69,6 +72,87 @@ pub fn attend_grouped(
     }
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     probs.matmul(v)?.reshape((b, h, tq, d))
+}
+
+/// Decoding fast path of [`attend_grouped`]: a few queries against keys/values that are row-
+/// contiguous views of an f32 CPU cache (see `kernels/attention_decode.rs`). `None` when the
+/// inputs do not have that form.
+fn attend_cached_fast(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Option<Tensor>> {
+    use crate::kernels::attention_decode::{attend, Dims, KvView, MAX_QUERIES};
+    use lmrs_core::candle::{CpuStorage, Storage};
+    let (b, heads, tq, d) = q.dims4()?;
+    let (_, kv_heads, tk, _) = k.dims4()?;
+    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+    if tq > MAX_QUERIES
+        || kv_heads == 0
+        || heads % kv_heads != 0
+        || !(f32_cpu(q) && f32_cpu(k) && f32_cpu(v))
+        || k.dims() != v.dims()
+    {
+        return Ok(None);
+    }
+    let q = q.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let bias = match bias {
+        Some(x) if x.dims() == [b, 1, tq, tk] && f32_cpu(x) => {
+            Some(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?)
+        }
+        Some(_) => return Ok(None),
+        None => None,
+    };
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let view = |s: &Storage, l: &lmrs_core::candle::Layout| -> Option<(usize, usize, usize)> {
+        let st = l.stride();
+        match s {
+            Storage::Cpu(CpuStorage::F32(_)) if st[3] == 1 && st[2] == d => {
+                Some((l.start_offset(), st[0], st[1]))
+            }
+            _ => None,
+        }
+    };
+    let (Some(kv), Some(vv)) = (view(&ks, kl), view(&vs, vl)) else {
+        return Ok(None);
+    };
+    let (Storage::Cpu(CpuStorage::F32(kd)), Storage::Cpu(CpuStorage::F32(vd))) = (&*ks, &*vs)
+    else {
+        return Ok(None);
+    };
+    let mk = |data, (offset, batch_stride, head_stride): (usize, usize, usize)| KvView {
+        data,
+        offset,
+        batch_stride,
+        head_stride,
+    };
+    let dims = Dims {
+        b,
+        heads,
+        kv_heads,
+        tq,
+        tk,
+        d,
+    };
+    let out = attend(
+        &q,
+        mk(kd, kv),
+        mk(vd, vv),
+        bias.as_deref(),
+        dims,
+        scale as f32,
+        softcap.map(|c| c as f32),
+    );
+    drop((ks, vs));
+    Ok(Some(Tensor::from_vec(
+        out,
+        (b, heads, tq, d),
+        &Device::Cpu,
+    )?))
 }
 
 /// `(b, s)` mask of 1 (real token) / 0 (padding) → additive bias `(b, 1, 1, s)`.

@@ -1,6 +1,7 @@
 //! Hand-written CPU kernels for hot paths where the generic backend is slow. Each one sits
 //! behind an ordinary layer type next to the plain backend path and is tested against it.
 
+pub mod attention_decode;
 pub mod gelu;
 pub mod gemm;
 pub mod q4_1;

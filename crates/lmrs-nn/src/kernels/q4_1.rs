@@ -137,7 +137,9 @@ fn quantize_block(x: &[f32]) -> Q8Block {
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -149,8 +151,14 @@ fn has_avx2() -> bool {
 fn dot_rows(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, avx2: bool, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
-        // SAFETY: AVX2 and FMA were detected at run time.
-        unsafe { dot_rows_avx2(w, xs, nb, rows, out) };
+        // SAFETY: AVX2, FMA and F16C were detected at run time.
+        unsafe {
+            if rows == 1 {
+                out[0] = dot_row_avx2(w, xs, nb);
+            } else {
+                dot_rows_avx2(w, xs, nb, rows, out);
+            }
+        }
         return;
     }
     let _ = avx2;
@@ -170,23 +178,80 @@ fn dot_rows(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, avx2: bool, out: &
     }
 }
 
+/// A block's `(d, m)` and its 32 weights as unsigned bytes, values 0..15 in the low lane and
+/// 16..31 in the high lane (the activations' order).
+///
+/// # Safety
+/// AVX2 and F16C must be available; `blk` must hold at least [`BLOCK_BYTES`] bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack_block(blk: &[u8]) -> (f32, f32, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    debug_assert!(blk.len() >= BLOCK_BYTES);
+    // SAFETY: the block is 20 bytes: two f16 scales then 16 bytes of nibbles.
+    unsafe {
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
+            (blk.as_ptr() as *const i32).read_unaligned(),
+        ));
+        let packed = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(packed, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+        (
+            _mm_cvtss_f32(dm),
+            _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)),
+            _mm256_set_m128i(hi, lo),
+        )
+    }
+}
+
+/// One activation row: two blocks per iteration into independent accumulators (the FMA
+/// latency, not the loads, bounds a single chain).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_row_avx2(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut off = 0f32;
+    for b in 0..nb {
+        // SAFETY: block b lies inside the row; `q` is 32 bytes.
+        unsafe {
+            let (d, m, wq) = unpack_block(&w[b * BLOCK_BYTES..]);
+            let xb = &xs[b];
+            let xq = _mm256_loadu_si256(xb.q.as_ptr() as *const __m256i);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
+            let a = &mut acc[b & 1];
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), *a);
+            off += m * xb.s;
+        }
+    }
+    // SAFETY: plain register arithmetic.
+    unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) + off }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    let mask = _mm_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); XTILE];
     let mut offs = [0f32; XTILE];
     for b in 0..nb {
-        let blk = &w[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES];
-        let (d, m) = scales(blk);
-        // SAFETY: the block holds 16 bytes of nibbles after its two scales.
-        let packed = unsafe { _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i) };
-        let lo = _mm_and_si128(packed, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-        // Values 0..15 in the low lane, 16..31 in the high lane: the activations' order.
-        let wq = _mm256_set_m128i(hi, lo);
+        // SAFETY: block b lies inside the row.
+        let (d, m, wq) = unsafe { unpack_block(&w[b * BLOCK_BYTES..]) };
         for r in 0..rows {
             let xb = &xs[r * nb + b];
             // SAFETY: `q` is 32 bytes.
@@ -198,11 +263,8 @@ unsafe fn dot_rows_avx2(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, out: &
         }
     }
     for r in 0..rows {
-        let v = acc[r];
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        out[r] = _mm_cvtss_f32(s) + offs[r];
+        // SAFETY: plain register arithmetic.
+        out[r] = unsafe { hsum(acc[r]) } + offs[r];
     }
 }
 
@@ -265,10 +327,12 @@ mod tests {
         let mut a = [0f32; XTILE];
         let mut b = [0f32; XTILE];
         let row = &w.data[..2 * BLOCK_BYTES];
-        dot_rows(row, &xq, 2, 3, false, &mut a);
-        dot_rows(row, &xq, 2, 3, has_avx2(), &mut b);
-        for r in 0..3 {
-            assert!((a[r] - b[r]).abs() < 1e-4, "{a:?} vs {b:?}");
+        for rows in [1, 3] {
+            dot_rows(row, &xq, 2, rows, false, &mut a);
+            dot_rows(row, &xq, 2, rows, has_avx2(), &mut b);
+            for r in 0..rows {
+                assert!((a[r] - b[r]).abs() < 1e-4, "{a:?} vs {b:?}");
+            }
         }
     }
 }
