@@ -25,12 +25,24 @@ pub struct Cli {
 pub enum Command {
     /// Summarize text with the checkpoint's own summarization settings.
     ///
-    /// Uses config.json `task_specific_params.summarization` (for t5-small: the prefix
-    /// "summarize: ", 4 beams, length_penalty 2.0, no_repeat_ngram_size 3, min_length 30,
-    /// max_length 200) over generation_config.json; flags override both.
+    /// Encoder-decoders (T5) use config.json `task_specific_params.summarization` (for
+    /// t5-small: the prefix "summarize: ", 4 beams, length_penalty 2.0,
+    /// no_repeat_ngram_size 3, min_length 30, max_length 200) over generation_config.json;
+    /// flags override both. Decoder-only chat models (GGUF or HF folders) are asked for a
+    /// summary through their chat template. Without --model the default model
+    /// (SmolLM2-135M-Instruct, fetched by scripts/fetch-models.sh --default-only) is used.
     ///
     /// Example: lmrs summarize --model t5-small "The tower is 324 metres tall, ..."
     Summarize(TaskArgs),
+    /// Continue a prompt with a decoder-only model (raw completion, no chat template).
+    ///
+    /// Example: lmrs generate --max-new-tokens 40 "The capital of France is"
+    Generate(GenerateArgs),
+    /// Chat with an instruction-tuned model through its chat template, keeping the
+    /// conversation's history. Interactive on a terminal; `--message` for scripts.
+    ///
+    /// Example: lmrs chat --system "You are terse." --message "What is Rust?"
+    Chat(ChatArgs),
     /// Translate text (T5: `translate English to German: ` and its task settings).
     ///
     /// Example: lmrs translate --model t5-small --source English --target German "Hello."
@@ -71,14 +83,21 @@ pub enum Command {
     ///
     /// Example: lmrs eval metrics --metric rouge --predictions pred.txt --references ref.txt
     Eval(crate::eval::EvalArgs),
+    /// Serve the model over HTTP: OpenAI-compatible routes (/v1/models, /v1/embeddings,
+    /// /v1/completions, /v1/chat/completions) and task routes (/v1/summarize, /v1/translate,
+    /// /v1/text2text, /v1/classify, /v1/ner, /v1/fill-mask), /health, /metrics, /docs.
+    ///
+    /// Example: lmrs serve --model models/all-MiniLM-L6-v2 --port 8080
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Flags shared by the generation commands.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
-    /// Model folder or hub id in the Hugging Face cache.
+    /// Model: a GGUF file, a folder, or a hub id in the Hugging Face cache. `summarize`
+    /// defaults to SmolLM2-135M-Instruct in lmrs's model cache.
     #[arg(short, long)]
-    pub model: String,
+    pub model: Option<String>,
     /// Hub cache revision (branch or commit hash) when MODEL is a hub id.
     #[arg(long)]
     pub revision: Option<String>,
@@ -100,6 +119,61 @@ pub struct TranslateArgs {
     pub target: String,
     #[command(flatten)]
     pub task: TaskArgs,
+}
+
+/// `lmrs generate` flags.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A GGUF file, a folder, or a hub id in the Hugging Face cache (default:
+    /// SmolLM2-135M-Instruct from lmrs's model cache).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Hub cache revision when MODEL is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Prompts, each continued separately. Without prompts and --input, stdin is read.
+    #[arg(value_name = "PROMPT")]
+    pub prompts: Vec<String>,
+    #[command(flatten)]
+    pub source: InputArgs,
+    /// Print one JSON object per prompt (text, ids, finish reason, token counts, timing).
+    #[arg(long)]
+    pub json: bool,
+    /// Prompts run together in one batch (left-padded).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Keep the last tokens of a prompt that does not fit the context window instead of
+    /// failing.
+    #[arg(long)]
+    pub truncate: bool,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+/// `lmrs chat` flags.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// A GGUF file, a folder, or a hub id with a chat template (default:
+    /// SmolLM2-135M-Instruct from lmrs's model cache).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Hub cache revision when MODEL is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// System prompt placed before the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Answer these user messages in order (non-interactive); the last answer is printed.
+    #[arg(long)]
+    pub message: Vec<String>,
+    /// Print each answer as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Drop the oldest tokens when the conversation outgrows the context window.
+    #[arg(long)]
+    pub truncate: bool,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
 }
 
 /// Where texts come from when they are not given as arguments (every text command).
@@ -182,9 +256,16 @@ pub struct GenerationArgs {
     /// Sample from the smallest set of tokens with this much probability.
     #[arg(long, help_heading = "Sampling")]
     pub top_p: Option<f64>,
+    /// Drop tokens less likely than this fraction of the most likely one.
+    #[arg(long, help_heading = "Sampling")]
+    pub min_p: Option<f64>,
     /// Seed for reproducible sampling.
     #[arg(long, help_heading = "Sampling")]
     pub seed: Option<u64>,
+    /// Stop when the generated text contains this string (repeatable; the string is not
+    /// printed). Greedy search and sampling.
+    #[arg(long, help_heading = "Generation")]
+    pub stop: Vec<String>,
     /// Token forced as the first generated one.
     #[arg(long, help_heading = "Generation")]
     pub forced_bos_token_id: Option<u32>,
@@ -216,6 +297,8 @@ impl GenerationArgs {
             top_k: self.top_k,
             top_p: self.top_p,
             seed: self.seed,
+            min_p: self.min_p,
+            stop_strings: (!self.stop.is_empty()).then(|| self.stop.clone()),
             forced_bos_token_id: self.forced_bos_token_id,
             forced_eos_token_id: self.forced_eos_token_id.map(|t| vec![t]),
             use_cache: self.no_cache.then_some(false),
@@ -251,15 +334,17 @@ fn parse_bad_words(s: &str) -> Result<Vec<Vec<u32>>, String> {
 /// `lmrs bench` flags.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Model folder or hub id in the Hugging Face cache.
+    /// Model: a GGUF file (decoder-only: prefill and decode tokens/s), a folder or a hub id
+    /// in the Hugging Face cache.
     #[arg(short, long)]
     pub model: String,
     /// Input length in tokens.
     #[arg(long, default_value_t = 200)]
     pub input_tokens: usize,
-    /// Generated tokens per sequence (forced: min = max).
-    #[arg(long, default_value_t = 50)]
-    pub new_tokens: usize,
+    /// Generated tokens per sequence (forced: min = max; default 50 for encoder-decoders,
+    /// 128 for decoder-only models).
+    #[arg(long)]
+    pub new_tokens: Option<usize>,
     /// Batch sizes to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub batch: Vec<usize>,

@@ -1,7 +1,9 @@
-//! `lmrs eval`: score predictions against references (`eval metrics`), or run a model over a
-//! dataset and score it (`eval run`). The metrics live in `lmrs-eval`; this module reads files,
-//! prints, and wires a pipeline in.
+//! `lmrs eval`: score predictions against references (`eval metrics`), run a model over a
+//! dataset and score it (`eval run`), or measure a causal LM's perplexity over a text
+//! (`eval perplexity`). The metrics live in `lmrs-eval`; this module reads files, prints, and
+//! wires a pipeline in.
 
+mod perplexity;
 mod report;
 mod run;
 
@@ -34,6 +36,12 @@ pub enum EvalCommand {
     /// Example: lmrs eval run --task summarization --model t5-small --data cnn.jsonl
     /// --input-field article --reference-field highlights --output out/
     Run(Box<run::RunArgs>),
+    /// Perplexity of a decoder-only model over a text with strided sliding windows, as the
+    /// transformers guide "Perplexity of fixed-length models" computes it.
+    ///
+    /// Example: lmrs eval perplexity --model gpt2 --data wiki.test.txt --max-length 1024
+    /// --stride 512
+    Perplexity(Box<perplexity::PerplexityArgs>),
 }
 
 /// A metric by name.
@@ -139,6 +147,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     match args.command {
         EvalCommand::Metrics(a) => metrics(*a),
         EvalCommand::Run(a) => run::run(*a),
+        EvalCommand::Perplexity(a) => perplexity::run(*a),
     }
 }
 

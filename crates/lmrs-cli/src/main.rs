@@ -2,12 +2,15 @@
 
 mod args;
 mod bench;
+mod bench_causal;
+mod causal;
 mod classify;
 mod embed;
 mod embed_bench;
 mod eval;
 mod input;
 mod run;
+mod serve;
 mod token_tasks;
 
 use clap::Parser;
@@ -20,6 +23,8 @@ fn main() {
     }
     let result = match cli.command {
         args::Command::Summarize(a) => run::summarize(a),
+        args::Command::Generate(a) => causal::generate(a),
+        args::Command::Chat(a) => causal::chat(a),
         args::Command::Translate(a) => run::translate(a),
         args::Command::Text2text(a) => run::text2text(a),
         args::Command::Bench(a) => bench::run(a),
@@ -29,6 +34,7 @@ fn main() {
         args::Command::Ner(a) => token_tasks::ner(a),
         args::Command::FillMask(a) => token_tasks::fill_mask(a),
         args::Command::Eval(a) => eval::run(a),
+        args::Command::Serve(a) => serve::serve(a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));

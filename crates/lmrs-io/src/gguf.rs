@@ -58,7 +58,7 @@ impl GgufFile {
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| IoError::Gguf {
             path: path.to_path_buf(),
-            message: describe_header_error(&e.to_string()),
+            message: describe_header_error(&without_backtrace(e).to_string()),
         })?;
         let file = Self {
             path: path.to_path_buf(),
@@ -248,13 +248,25 @@ fn as_usize(v: &Value) -> Option<usize> {
 }
 
 /// Make the backend's header errors speak GGUF: an unknown type id names the supported types.
+/// The backend's error without the backtrace it attaches under `RUST_BACKTRACE` (a user
+/// reading why a file does not load needs the reason, not lmrs's call stack).
+fn without_backtrace(e: lmrs_core::candle::Error) -> lmrs_core::candle::Error {
+    match e {
+        lmrs_core::candle::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        e => e,
+    }
+}
+
 fn describe_header_error(msg: &str) -> String {
     if msg.contains("unknown dtype") {
         format!(
             "{msg}: unsupported tensor type (lmrs executes F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, \
              Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"
         )
-    } else if msg.contains("failed to fill whole buffer") || msg.contains("UnexpectedEof") {
+    } else if msg.contains("failed to fill whole buffer")
+        || msg.contains("UnexpectedEof")
+        || msg.contains("remaining")
+    {
         format!("{msg} (the header is truncated)")
     } else {
         msg.to_string()

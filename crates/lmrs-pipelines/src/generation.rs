@@ -126,9 +126,11 @@ impl TextGenerationPipeline {
 
     fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
         let file = Arc::new(GgufFile::open(path)?);
+        // The model first: an unsupported architecture is the error to report, not the
+        // tokenizer metadata such a file may lack.
+        let model = load_causal_gguf(file.clone(), device)?;
         let tokenizer = lmrs_io::tokenizer_from_gguf(file.content())?;
         let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
-        let model = load_causal_gguf(file.clone(), device)?;
         let special = model.special_tokens();
         let chat_template = match file.opt_str("tokenizer.chat_template")? {
             Some(src) => Some(ChatTemplate::new(

@@ -13,6 +13,8 @@
 //! - [`FillMaskPipeline`]: the most likely tokens for each `[MASK]`.
 //! - [`TextGenerationPipeline`]: completion, chat (through the model's chat template) and
 //!   instruction summarization with a decoder-only model, from GGUF or an HF folder.
+//! - [`perplexity`]: perplexity of a causal LM over a long text with strided windows
+//!   (`transformers`' "Perplexity of fixed-length models").
 //! - [`ChatTemplate`]: a model's Jinja chat template rendered as `transformers`'
 //!   `apply_chat_template` does.
 
@@ -23,6 +25,7 @@ mod error;
 mod fill_mask;
 mod generation;
 mod ner;
+mod perplexity;
 mod sentence;
 mod seq2seq;
 mod source;
@@ -45,6 +48,10 @@ pub use generation::{
 };
 pub use lmrs_nn::Pooling;
 pub use ner::{Aggregation, Entity, TokenClassificationPipeline};
+pub use perplexity::{
+    perplexity, plan_windows, AddBos, PerplexityOptions, PerplexityReport, Window,
+    BATCH_TOKEN_BUDGET, DEFAULT_CHUNK_TOKENS, DEFAULT_WINDOW_BATCH,
+};
 pub use sentence::SentenceConfig;
 pub use seq2seq::{GeneratedText, LoadOptions, RunOptions, Seq2SeqOutput, Seq2SeqPipeline};
 pub use task::{language_code, Task, TaskSettings};

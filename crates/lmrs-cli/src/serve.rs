@@ -1,0 +1,121 @@
+//! `serve`: an HTTP server (OpenAI-compatible and task routes) over one model.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lmrs_server::{Backend, LoadSpec, ModelKind, Server, ServerConfig};
+use std::io::Write;
+use std::time::Duration;
+
+/// `lmrs serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model folder or hub id in the Hugging Face cache.
+    #[arg(short, long)]
+    pub model: String,
+    /// Hub cache revision (branch or commit hash) when MODEL is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// What to serve: seq2seq, embedding, classification, token-classification or fill-mask
+    /// (default: from the model folder).
+    #[arg(long, value_parser = parse_kind)]
+    pub task: Option<ModelKind>,
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health (default: the
+    /// LMRS_API_KEY environment variable; none when unset).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Most inputs run together in one model call.
+    #[arg(long, default_value_t = 8)]
+    pub max_batch_size: usize,
+    /// Most requests waiting for the model; more are refused at once with 429.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Longest input in tokens; longer inputs are refused with 400 (default: the model's limit).
+    #[arg(long)]
+    pub max_input_tokens: Option<usize>,
+    /// Most tokens one request may generate.
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens_limit: usize,
+    /// Seconds a request may wait and run before it is answered 504.
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout: f64,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30.0)]
+    pub shutdown_grace: f64,
+    /// Model threads, each running whole batches over the shared weights.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// The model id clients see and pass as `model` (default: the folder name or hub id).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+}
+
+fn parse_kind(s: &str) -> Result<ModelKind, String> {
+    ModelKind::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+        format!("'{s}' is not a task ({})", names.join(", "))
+    })
+}
+
+fn seconds(flag: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, got {v}"))
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let config = ServerConfig {
+        api_key: args
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("LMRS_API_KEY").ok())
+            .filter(|k| !k.is_empty()),
+        max_batch_size: args.max_batch_size,
+        max_queue: args.max_queue,
+        max_input_tokens: args.max_input_tokens,
+        max_new_tokens_limit: args.max_new_tokens_limit,
+        request_timeout: seconds("--request-timeout", args.request_timeout)?,
+        max_body_bytes: args.max_body_bytes,
+        shutdown_grace: seconds("--shutdown-grace", args.shutdown_grace)?,
+        workers: args.workers,
+        model_id: args.served_model_name.clone(),
+    };
+    let backend = Backend::load(&LoadSpec {
+        reference: args.model.clone(),
+        revision: args.revision.clone(),
+        kind: args.task,
+        max_input_tokens: args.max_input_tokens,
+    })?;
+    let server = Server::new(backend, &args.model, config)?;
+    let info = server.info().clone();
+    let max_input = args
+        .max_input_tokens
+        .map_or(info.input_limit, |m| m.min(info.input_limit));
+    let auth = server.config().api_key.is_some();
+    server.run(&args.host, args.port, |addr| {
+        println!(
+            "lmrs serve: model '{}' ({}, {}) listening on http://{addr}{}",
+            info.id,
+            info.kind.name(),
+            info.dir.display(),
+            if auth { " (API key required)" } else { "" }
+        );
+        println!(
+            "lmrs serve: routes {} and /v1/models, /health, /metrics, /docs; inputs up to {} tokens",
+            info.kind.routes().join(", "),
+            max_input
+        );
+        let _ = std::io::stdout().flush();
+    })?;
+    eprintln!("lmrs serve: stopped");
+    Ok(())
+}

@@ -1,0 +1,640 @@
+//! The loaded model behind the server: one [`Backend`] variant per kind of pipeline, the
+//! [`Work`] a request asks of it and the [`Output`] it gets back.
+//!
+//! The model worker hands [`Backend::run`] several compatible requests at once
+//! ([`Work::can_join`]); their texts go through the pipeline as one batch and the results are
+//! split back per request. A batched result equals the request's single run: pipelines group
+//! inputs by length and their batched == unbatched parity is tested, and requests whose
+//! result would depend on their row in a batch (seeded sampling, streaming) run alone.
+//!
+//! A causal LM (completions, chat) becomes one more variant with its own work item; it can
+//! then keep a running batch that requests join and leave between decoding steps.
+
+use crate::error::{ApiError, ServerError};
+use lmrs_generate::GenerationConfig;
+use lmrs_pipelines::{
+    Aggregation, Classification, ClassificationPipeline, ClassifyOptions, EmbedOptions,
+    EmbeddingPipeline, Entity, FillMaskPipeline, LabelScore, LoadOptions, MaskFill, RunOptions,
+    ScoreFunction, Seq2SeqOutput, Seq2SeqPipeline, Task, TextEmbedding, TextTokenizer,
+    TokenClassificationPipeline,
+};
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What kind of model is served; it decides the routes that answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// Encoder-decoder (T5): `/v1/summarize`, `/v1/translate`, `/v1/text2text`.
+    Seq2Seq,
+    /// Sentence embeddings: `/v1/embeddings`.
+    Embedding,
+    /// Sequence classifier: `/v1/classify`.
+    Classification,
+    /// Token classifier: `/v1/ner`.
+    TokenClassification,
+    /// Masked language model: `/v1/fill-mask`.
+    FillMask,
+}
+
+impl ModelKind {
+    /// Every kind, for help texts.
+    pub const ALL: [ModelKind; 5] = [
+        Self::Seq2Seq,
+        Self::Embedding,
+        Self::Classification,
+        Self::TokenClassification,
+        Self::FillMask,
+    ];
+
+    /// The kind's name (`seq2seq`, `embedding`, `classification`, `token-classification`,
+    /// `fill-mask`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Seq2Seq => "seq2seq",
+            Self::Embedding => "embedding",
+            Self::Classification => "classification",
+            Self::TokenClassification => "token-classification",
+            Self::FillMask => "fill-mask",
+        }
+    }
+
+    /// Parse a kind name; also takes the command names (`embed`, `classify`, `ner`,
+    /// `summarize`, `translate`, `text2text`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "seq2seq" | "summarize" | "summarization" | "translate" | "translation"
+            | "text2text" => Self::Seq2Seq,
+            "embedding" | "embeddings" | "embed" => Self::Embedding,
+            "classification" | "classify" => Self::Classification,
+            "token-classification" | "ner" => Self::TokenClassification,
+            "fill-mask" => Self::FillMask,
+            _ => return None,
+        })
+    }
+
+    /// The routes this kind answers, besides the common ones.
+    pub fn routes(self) -> &'static [&'static str] {
+        match self {
+            Self::Seq2Seq => &["/v1/summarize", "/v1/translate", "/v1/text2text"],
+            Self::Embedding => &["/v1/embeddings"],
+            Self::Classification => &["/v1/classify"],
+            Self::TokenClassification => &["/v1/ner"],
+            Self::FillMask => &["/v1/fill-mask"],
+        }
+    }
+
+    /// Tell the kind from a model folder: a sentence-transformers folder (`modules.json`)
+    /// serves embeddings; otherwise `config.json` `architectures` decides
+    /// (`*ForConditionalGeneration` or an encoder-decoder config: seq2seq,
+    /// `*ForSequenceClassification`, `*ForTokenClassification`, `*ForMaskedLM`, a bare encoder:
+    /// embeddings).
+    pub fn detect(dir: &Path) -> Result<Self, String> {
+        if dir.join("modules.json").is_file() {
+            return Ok(Self::Embedding);
+        }
+        #[derive(serde::Deserialize)]
+        struct Arch {
+            #[serde(default)]
+            architectures: Vec<String>,
+            #[serde(default)]
+            model_type: Option<String>,
+            #[serde(default)]
+            is_encoder_decoder: Option<bool>,
+        }
+        let path = dir.join("config.json");
+        let cfg: Arch = lmrs_io::read_json(&path).map_err(|e| e.to_string())?;
+        let arch = cfg.architectures.first().map(String::as_str).unwrap_or("");
+        let kind = if arch.ends_with("ForConditionalGeneration")
+            || cfg.is_encoder_decoder == Some(true)
+            || matches!(cfg.model_type.as_deref(), Some("t5" | "mt5"))
+        {
+            Self::Seq2Seq
+        } else if arch.ends_with("ForSequenceClassification") {
+            Self::Classification
+        } else if arch.ends_with("ForTokenClassification") {
+            Self::TokenClassification
+        } else if arch.ends_with("ForMaskedLM") {
+            Self::FillMask
+        } else if arch.ends_with("Model") {
+            Self::Embedding
+        } else if arch.ends_with("ForCausalLM") {
+            return Err(format!(
+                "{} is a causal language model ({arch}); lmrs serve does not serve those yet",
+                dir.display()
+            ));
+        } else {
+            return Err(format!(
+                "cannot tell which task {} serves (config.json architectures: {:?}); pass --task",
+                path.display(),
+                cfg.architectures
+            ));
+        };
+        Ok(kind)
+    }
+}
+
+/// How to load the served model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSpec {
+    /// A local folder or a hub id in the Hugging Face cache.
+    pub reference: String,
+    /// Hub cache revision for hub ids.
+    pub revision: Option<String>,
+    /// The kind to serve; default: [`ModelKind::detect`].
+    pub kind: Option<ModelKind>,
+    /// Longest input the pipeline takes before truncating (seq2seq; encoders keep their
+    /// position table's limit).
+    pub max_input_tokens: Option<usize>,
+}
+
+/// The loaded pipeline.
+pub enum Backend {
+    /// Summarization, translation, text2text.
+    Seq2Seq(Box<Seq2SeqPipeline>),
+    /// Sentence embeddings.
+    Embedding(Box<EmbeddingPipeline>),
+    /// Text classification (with a tokenizer to count input tokens).
+    Classification(Box<ClassificationPipeline>, TextTokenizer),
+    /// Named entities (with a tokenizer to count input tokens).
+    TokenClassification(Box<TokenClassificationPipeline>, TextTokenizer),
+    /// Fill-mask (with a tokenizer to count input tokens).
+    FillMask(Box<FillMaskPipeline>, TextTokenizer),
+}
+
+/// A request's work for the model thread.
+pub enum Work {
+    /// Seq2seq generation of `texts` for `task` with `overrides` over the task's settings.
+    Generate {
+        /// The task (prefix and checkpoint settings).
+        task: Task,
+        /// Documents.
+        texts: Vec<String>,
+        /// The request's generation options.
+        overrides: Box<GenerationConfig>,
+        /// Where streamed text pieces go (single greedy or sampled input).
+        stream: Option<UnboundedSender<String>>,
+    },
+    /// Sentence embeddings.
+    Embed {
+        /// Texts.
+        texts: Vec<String>,
+    },
+    /// Text classification.
+    Classify {
+        /// Texts.
+        texts: Vec<String>,
+        /// Labels kept per text (`None`: all).
+        top_k: Option<usize>,
+        /// Score function (`None`: the model's default).
+        function: Option<ScoreFunction>,
+    },
+    /// Token classification.
+    Ner {
+        /// Texts.
+        texts: Vec<String>,
+        /// Aggregation strategy.
+        aggregation: Aggregation,
+    },
+    /// Fill-mask.
+    FillMask {
+        /// Texts with mask tokens.
+        texts: Vec<String>,
+        /// Proposals per mask.
+        top_k: usize,
+    },
+}
+
+impl Work {
+    /// Inputs (batch rows) of this work.
+    pub fn rows(&self) -> usize {
+        self.texts().len()
+    }
+
+    /// The input texts.
+    pub fn texts(&self) -> &[String] {
+        match self {
+            Work::Generate { texts, .. }
+            | Work::Embed { texts }
+            | Work::Classify { texts, .. }
+            | Work::Ner { texts, .. }
+            | Work::FillMask { texts, .. } => texts,
+        }
+    }
+
+    /// Whether `other` may run in the same pipeline call as `self`: same kind, and for
+    /// generation the same task and options (one decoding configuration per batch); NER needs
+    /// the same aggregation. Classification and fill-mask options apply after the model, so
+    /// they mix.
+    pub fn can_join(&self, other: &Work) -> bool {
+        match (self, other) {
+            (
+                Work::Generate {
+                    task: t1,
+                    overrides: o1,
+                    stream: None,
+                    ..
+                },
+                Work::Generate {
+                    task: t2,
+                    overrides: o2,
+                    stream: None,
+                    ..
+                },
+            ) => t1 == t2 && o1 == o2,
+            (Work::Embed { .. }, Work::Embed { .. })
+            | (Work::Classify { .. }, Work::Classify { .. })
+            | (Work::FillMask { .. }, Work::FillMask { .. }) => true,
+            (Work::Ner { aggregation: a, .. }, Work::Ner { aggregation: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A request's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// One output per input.
+    Generate(Vec<Seq2SeqOutput>),
+    /// One embedding per input.
+    Embed(Vec<TextEmbedding>),
+    /// Labels per input.
+    Classify(Vec<Classification>),
+    /// Entities per input.
+    Ner(Vec<Vec<Entity>>),
+    /// Per input, per mask, the proposals.
+    FillMask(Vec<Vec<Vec<MaskFill>>>),
+}
+
+impl Output {
+    /// Tokens generated (every returned sequence), for metrics and usage.
+    pub fn generated_tokens(&self) -> usize {
+        match self {
+            Output::Generate(outs) => outs
+                .iter()
+                .flat_map(|o| &o.sequences)
+                .map(|s| s.token_ids.len())
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// Facts about the served model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// The id clients pass as `model` (the reference as given, e.g. a folder path or hub id).
+    pub id: String,
+    /// Its kind.
+    pub kind: ModelKind,
+    /// The model folder.
+    pub dir: PathBuf,
+    /// The longest input, in tokens, the pipeline takes before truncating.
+    pub input_limit: usize,
+}
+
+impl Backend {
+    /// Resolve and load a model.
+    pub fn load(spec: &LoadSpec) -> Result<Self, ServerError> {
+        let folder_err = |source| ServerError::ModelFolder {
+            reference: spec.reference.clone(),
+            source,
+        };
+        let dir = match lmrs_io::resolve(&spec.reference, spec.revision.as_deref())
+            .map_err(folder_err)?
+        {
+            lmrs_io::ModelSource::HfFolder(dir) => dir,
+            lmrs_io::ModelSource::Gguf(path) => {
+                return Err(ServerError::Config(format!(
+                    "{} is a GGUF file; lmrs serve loads Hugging Face folders (causal LMs are \
+                     not served yet)",
+                    path.display()
+                )))
+            }
+        };
+        let kind = match spec.kind {
+            Some(k) => k,
+            None => ModelKind::detect(&dir).map_err(ServerError::Config)?,
+        };
+        let load_err = |source| ServerError::Load {
+            reference: spec.reference.clone(),
+            source,
+        };
+        let reference = dir.to_string_lossy().into_owned();
+        let tokenizer = || TextTokenizer::load(&dir).map_err(load_err);
+        Ok(match kind {
+            ModelKind::Seq2Seq => Backend::Seq2Seq(Box::new(
+                Seq2SeqPipeline::load(
+                    &reference,
+                    &LoadOptions {
+                        revision: None,
+                        max_input_tokens: spec.max_input_tokens,
+                    },
+                )
+                .map_err(load_err)?,
+            )),
+            ModelKind::Embedding => Backend::Embedding(Box::new(
+                EmbeddingPipeline::load(&reference, &EmbedOptions::default()).map_err(load_err)?,
+            )),
+            ModelKind::Classification => Backend::Classification(
+                Box::new(
+                    ClassificationPipeline::load(&reference, &ClassifyOptions::default())
+                        .map_err(load_err)?,
+                ),
+                tokenizer()?,
+            ),
+            ModelKind::TokenClassification => Backend::TokenClassification(
+                Box::new(TokenClassificationPipeline::load(&reference, None).map_err(load_err)?),
+                tokenizer()?,
+            ),
+            ModelKind::FillMask => Backend::FillMask(
+                Box::new(FillMaskPipeline::load(&reference, None).map_err(load_err)?),
+                tokenizer()?,
+            ),
+        })
+    }
+
+    /// The kind served.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Backend::Seq2Seq(_) => ModelKind::Seq2Seq,
+            Backend::Embedding(_) => ModelKind::Embedding,
+            Backend::Classification(..) => ModelKind::Classification,
+            Backend::TokenClassification(..) => ModelKind::TokenClassification,
+            Backend::FillMask(..) => ModelKind::FillMask,
+        }
+    }
+
+    /// The model folder.
+    pub fn model_dir(&self) -> &Path {
+        match self {
+            Backend::Seq2Seq(p) => p.model_dir(),
+            Backend::Embedding(p) => p.model_dir(),
+            Backend::Classification(p, _) => p.model_dir(),
+            Backend::TokenClassification(p, _) => p.model_dir(),
+            Backend::FillMask(p, _) => p.model_dir(),
+        }
+    }
+
+    /// The longest input, in tokens (special tokens included), the pipeline takes before it
+    /// truncates.
+    pub fn input_limit(&self) -> usize {
+        match self {
+            Backend::Seq2Seq(p) => p.max_input_tokens(),
+            Backend::Embedding(p) => p.max_seq_length(),
+            Backend::Classification(p, _) => p.max_seq_length(),
+            Backend::TokenClassification(..) | Backend::FillMask(..) => {
+                encoder_limit(self.model_dir())
+            }
+        }
+    }
+
+    /// Tokens `text` takes as input (special tokens and the task prefix included), without
+    /// truncation.
+    pub fn count_tokens(&self, text: &str, prefix: &str) -> Result<usize, ApiError> {
+        let tokenizer = match self {
+            Backend::Seq2Seq(p) => p.tokenizer(),
+            Backend::Embedding(p) => p.tokenizer(),
+            Backend::Classification(_, t)
+            | Backend::TokenClassification(_, t)
+            | Backend::FillMask(_, t) => t,
+        };
+        let text = if prefix.is_empty() {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(format!("{prefix}{text}"))
+        };
+        Ok(tokenizer.encode(&text, usize::MAX)?.ids.len())
+    }
+
+    /// Run compatible works ([`Work::can_join`]) as one batch of at most `batch_size` rows
+    /// per model call; one output per work, in order. An error fails every work of the batch
+    /// (the caller reruns them one by one to find the culprit).
+    pub fn run(
+        &self,
+        works: &[&Work],
+        batch_size: usize,
+    ) -> Result<Vec<Output>, lmrs_pipelines::PipelineError> {
+        let texts: Vec<String> = works.iter().flat_map(|w| w.texts().to_vec()).collect();
+        let sizes: Vec<usize> = works.iter().map(|w| w.rows()).collect();
+        let batch_size = batch_size.max(1);
+        let outputs = match (self, works.first()) {
+            (_, None) => return Ok(Vec::new()),
+            (
+                Backend::Seq2Seq(p),
+                Some(Work::Generate {
+                    task,
+                    overrides,
+                    stream,
+                    ..
+                }),
+            ) => {
+                let mut send = |piece: &str| {
+                    if let Some(tx) = stream {
+                        let _ = tx.send(piece.to_string());
+                    }
+                };
+                let opts = RunOptions {
+                    batch_size,
+                    on_text: stream
+                        .is_some()
+                        .then_some(&mut send as &mut dyn FnMut(&str)),
+                    on_progress: None,
+                };
+                split(p.run(&texts, task, overrides, opts)?, &sizes)
+                    .into_iter()
+                    .map(Output::Generate)
+                    .collect()
+            }
+            (Backend::Embedding(p), Some(Work::Embed { .. })) => {
+                split(p.embed(&texts, batch_size)?, &sizes)
+                    .into_iter()
+                    .map(Output::Embed)
+                    .collect()
+            }
+            (Backend::Classification(p, _), Some(Work::Classify { .. })) => {
+                let logits = split(p.logits(&texts, batch_size)?, &sizes);
+                works
+                    .iter()
+                    .zip(logits)
+                    .map(|(w, rows)| {
+                        let Work::Classify {
+                            top_k, function, ..
+                        } = w
+                        else {
+                            unreachable!("batched works are compatible")
+                        };
+                        let function = function.unwrap_or(p.function());
+                        Output::Classify(
+                            rows.into_iter()
+                                .map(|(enc, logits)| {
+                                    let mut labels: Vec<LabelScore> = function
+                                        .apply(&logits)
+                                        .into_iter()
+                                        .zip(p.labels())
+                                        .map(|(score, label)| LabelScore {
+                                            label: label.clone(),
+                                            score,
+                                        })
+                                        .collect();
+                                    labels.sort_by(|a, b| b.score.total_cmp(&a.score));
+                                    labels.truncate(top_k.unwrap_or(usize::MAX));
+                                    Classification {
+                                        labels,
+                                        tokens: enc.ids.len(),
+                                        truncated: enc.truncated,
+                                    }
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            }
+            (Backend::TokenClassification(p, _), Some(Work::Ner { aggregation, .. })) => {
+                split(p.run(&texts, *aggregation, batch_size)?, &sizes)
+                    .into_iter()
+                    .map(Output::Ner)
+                    .collect()
+            }
+            (Backend::FillMask(p, _), Some(Work::FillMask { .. })) => {
+                let k = works
+                    .iter()
+                    .map(|w| match w {
+                        Work::FillMask { top_k, .. } => *top_k,
+                        _ => 0,
+                    })
+                    .max()
+                    .unwrap_or(1);
+                let results = split(p.run(&texts, k, batch_size)?, &sizes);
+                works
+                    .iter()
+                    .zip(results)
+                    .map(|(w, mut rows)| {
+                        if let Work::FillMask { top_k, .. } = w {
+                            for masks in &mut rows {
+                                for fills in masks.iter_mut() {
+                                    fills.truncate(*top_k);
+                                }
+                            }
+                        }
+                        Output::FillMask(rows)
+                    })
+                    .collect()
+            }
+            _ => {
+                return Err(lmrs_pipelines::PipelineError::Task(format!(
+                    "this {} model cannot do the requested work",
+                    self.kind().name()
+                )))
+            }
+        };
+        Ok(outputs)
+    }
+}
+
+/// Split `items` into consecutive groups of `sizes`.
+fn split<T>(items: Vec<T>, sizes: &[usize]) -> Vec<Vec<T>> {
+    let mut it = items.into_iter();
+    sizes
+        .iter()
+        .map(|&n| it.by_ref().take(n).collect())
+        .collect()
+}
+
+/// An encoder's input limit from its folder: the smaller of `max_position_embeddings` (less
+/// RoBERTa's offset) and the tokenizer's `model_max_length`; 512 when neither is known.
+fn encoder_limit(dir: &Path) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Cfg {
+        #[serde(default)]
+        max_position_embeddings: Option<usize>,
+        #[serde(default)]
+        model_type: Option<String>,
+        #[serde(default)]
+        pad_token_id: Option<usize>,
+    }
+    #[derive(serde::Deserialize)]
+    struct TokCfg {
+        #[serde(default)]
+        model_max_length: Option<f64>,
+    }
+    let positions = lmrs_io::read_json::<Cfg>(&dir.join("config.json"))
+        .ok()
+        .and_then(|c| {
+            let n = c.max_position_embeddings?;
+            Some(match c.model_type.as_deref() {
+                Some("roberta" | "xlm-roberta") => {
+                    n.saturating_sub(c.pad_token_id.unwrap_or(1) + 1)
+                }
+                _ => n,
+            })
+        });
+    let tokenizer = lmrs_io::read_json::<TokCfg>(&dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|c| c.model_max_length)
+        .filter(|l| (2.0..1e9).contains(l))
+        .map(|l| l as usize);
+    match (positions, tokenizer) {
+        (Some(p), Some(t)) => p.min(t),
+        (Some(n), None) | (None, Some(n)) => n,
+        (None, None) => 512,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in ModelKind::ALL {
+            assert_eq!(ModelKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(
+            ModelKind::from_name("ner"),
+            Some(ModelKind::TokenClassification)
+        );
+        assert_eq!(ModelKind::from_name("chat"), None);
+    }
+
+    #[test]
+    fn split_keeps_order() {
+        assert_eq!(
+            split(vec![1, 2, 3, 4, 5], &[2, 0, 3]),
+            vec![vec![1, 2], vec![], vec![3, 4, 5]]
+        );
+    }
+
+    #[test]
+    fn joins_only_compatible_work() {
+        let gen = |n: Option<usize>| Work::Generate {
+            task: Task::Text2Text,
+            texts: vec!["a".into()],
+            overrides: Box::new(GenerationConfig {
+                num_beams: n,
+                ..Default::default()
+            }),
+            stream: None,
+        };
+        assert!(gen(None).can_join(&gen(None)));
+        assert!(!gen(None).can_join(&gen(Some(2))));
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let streaming = Work::Generate {
+            task: Task::Text2Text,
+            texts: vec!["a".into()],
+            overrides: Box::default(),
+            stream: Some(tx),
+        };
+        assert!(!streaming.can_join(&gen(None)));
+        let embed = Work::Embed {
+            texts: vec!["a".into()],
+        };
+        assert!(embed.can_join(&Work::Embed { texts: vec![] }));
+        assert!(!embed.can_join(&gen(None)));
+        let ner = |a| Work::Ner {
+            texts: vec![],
+            aggregation: a,
+        };
+        assert!(ner(Aggregation::First).can_join(&ner(Aggregation::First)));
+        assert!(!ner(Aggregation::First).can_join(&ner(Aggregation::Simple)));
+    }
+}

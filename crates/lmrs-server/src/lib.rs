@@ -1,0 +1,312 @@
+//! lmrs-server: an HTTP server for lmrs pipelines (axum on tokio).
+//!
+//! Routes: OpenAI-compatible `GET /v1/models`, `POST /v1/embeddings`, `POST /v1/completions`
+//! and `POST /v1/chat/completions`, the task routes `POST /v1/summarize`, `/v1/translate`,
+//! `/v1/text2text`, `/v1/classify`, `/v1/ner`, `/v1/fill-mask`, and `GET /health`,
+//! `GET /metrics` (Prometheus), `GET /openapi.json`, `GET /docs`. Every error is an
+//! OpenAI-style JSON body ([`ApiError`]).
+//!
+//! # How a request flows
+//! 1. A handler parses and validates the body (unknown task-route fields, empty or too long
+//!    inputs, out-of-range options answer 4xx before any model work) and builds a [`Work`].
+//! 2. It pushes a job on the bounded [`worker::Queue`]; a full queue answers 429 at once.
+//! 3. A model thread ([`worker`]) takes the oldest job plus every waiting job that can share a
+//!    pipeline call ([`Work::can_join`]), up to `--max-batch-size` inputs, runs them through
+//!    [`Backend::run`] and replies to each through a oneshot channel.
+//! 4. A client that disconnects drops its handler and so the reply receiver; a queued job whose
+//!    receiver is gone is skipped. `--request-timeout` does the same for slow requests.
+//! 5. On shutdown (SIGTERM/SIGINT, or the future given to [`Server::serve`]) the listener stops
+//!    accepting, `/health` answers 503, in-flight requests finish within the grace period, the
+//!    queue closes and the model threads stop.
+//!
+//! # Adding a causal language model (completions and chat)
+//! The wire types are in [`openai`] ([`openai::CompletionRequest`],
+//! [`openai::ChatCompletionRequest`], responses, streaming chunks, [`openai::StopMatcher`]) and
+//! [`openai::SamplingParams::generation_config`] maps the OpenAI sampling fields (`max_tokens`,
+//! `temperature`, `top_p`, `n`, `seed`, `stop`) to a [`lmrs_generate::GenerationConfig`]. To
+//! serve a decoder-only model (`lmrs_pipelines::TextGenerationPipeline`):
+//! 1. `ModelKind::CausalLm` (routes `/v1/completions`, `/v1/chat/completions`), detected in
+//!    [`ModelKind::detect`] (GGUF files and `*ForCausalLM`, as `lmrs_pipelines::is_causal_model`
+//!    does), and `Backend::CausalLm(Box<TextGenerationPipeline>)` loaded in [`Backend::load`].
+//! 2. `Work::Complete { prompts: Vec<Vec<u32>>, overrides: Box<GenerationConfig>, stream }`:
+//!    the handlers tokenize (`chat_prompt(messages)` for chat, the tokenizer for completions),
+//!    count prompt tokens against the input limit and queue it; [`Backend::run`] calls
+//!    `generate_ids` with the batch's prompts and splits the `CompletionOutput`s back.
+//!    [`Work::can_join`]: equal overrides, no stream, no seeded sampling (as for seq2seq).
+//! 3. In the two handlers of `routes.rs`, replace the `unsupported` answer with: queue, then
+//!    build [`openai::CompletionResponse`] / [`openai::ChatCompletionResponse`] (`usage` from
+//!    `prompt_tokens` and the completions' token counts, `finish_reason` from the pipeline), or
+//!    stream [`openai::ChatCompletionChunk`]s as `stream_seq2seq` streams task pieces
+//!    (`data: {...}` events, then `data: [DONE]`; a usage chunk when
+//!    `stream_options.include_usage`). Greedy `n > 1` repeats the single choice.
+//! 4. `tools/server_client_test.py` already holds the client-side contract checks; run them
+//!    with `LMRS_SERVER_CHAT_MODEL=DIR scripts/test-server.sh`.
+//!
+//! Batching there is per request batch, like seq2seq; step-level batching (rows joining and
+//! leaving a running batch) needs a step API from the pipeline and belongs in that backend's
+//! own loop on the model thread.
+
+mod backend;
+mod error;
+mod metrics;
+pub mod openai;
+pub mod openapi;
+mod routes;
+pub mod tasks;
+pub mod worker;
+
+pub use backend::{Backend, LoadSpec, ModelInfo, ModelKind, Output, Work};
+pub use error::{ApiError, ServerError};
+pub use metrics::{BatchStats, Metrics};
+
+use routes::Shared;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Server options (the `lmrs serve` flags).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bearer key required on every route but `/health` (default: none).
+    pub api_key: Option<String>,
+    /// Most inputs per model call (default 8).
+    pub max_batch_size: usize,
+    /// Most requests waiting for the model; more are refused with 429 (default 64).
+    pub max_queue: usize,
+    /// Longest input in tokens; longer inputs are refused with 400 (default: the model's
+    /// limit).
+    pub max_input_tokens: Option<usize>,
+    /// Most tokens a request may generate (default 512).
+    pub max_new_tokens_limit: usize,
+    /// Longest time a request may wait and run (default 120 s).
+    pub request_timeout: Duration,
+    /// Largest request body in bytes (default 4 MiB).
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests (default 30 s).
+    pub shutdown_grace: Duration,
+    /// Model threads (default 1; each runs whole batches, sharing the weights).
+    pub workers: usize,
+    /// The model id clients see (default: the folder name of a local model, else the hub id).
+    pub model_id: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            max_batch_size: 8,
+            max_queue: 64,
+            max_input_tokens: None,
+            max_new_tokens_limit: 512,
+            request_timeout: Duration::from_secs(120),
+            max_body_bytes: 4 << 20,
+            shutdown_grace: Duration::from_secs(30),
+            workers: 1,
+            model_id: None,
+        }
+    }
+}
+
+/// A loaded model with its queue and model threads, ready to serve.
+pub struct Server {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Start the model threads for `backend`, loaded from `reference`.
+    pub fn new(
+        backend: Backend,
+        reference: &str,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        if config.max_batch_size == 0 {
+            return Err(ServerError::Config(
+                "--max-batch-size must be at least 1".into(),
+            ));
+        }
+        if config.max_queue == 0 {
+            return Err(ServerError::Config("--max-queue must be at least 1".into()));
+        }
+        if config.max_new_tokens_limit == 0 {
+            return Err(ServerError::Config(
+                "--max-new-tokens-limit must be at least 1".into(),
+            ));
+        }
+        if config.max_input_tokens == Some(0) {
+            return Err(ServerError::Config(
+                "--max-input-tokens must be at least 1".into(),
+            ));
+        }
+        if config.request_timeout.is_zero() {
+            return Err(ServerError::Config(
+                "--request-timeout must be positive".into(),
+            ));
+        }
+        let id = config
+            .model_id
+            .clone()
+            .unwrap_or_else(|| default_id(reference));
+        let info = ModelInfo {
+            id: id.clone(),
+            kind: backend.kind(),
+            dir: backend.model_dir().to_path_buf(),
+            input_limit: backend.input_limit(),
+        };
+        let backend = Arc::new(backend);
+        let queue = Arc::new(worker::Queue::new(config.max_queue));
+        let metrics = Arc::new(Metrics::new());
+        let workers = worker::spawn_workers(
+            config.workers,
+            backend.clone(),
+            queue.clone(),
+            metrics.clone(),
+            config.max_batch_size,
+        );
+        let aliases = [reference.to_string(), info.dir.display().to_string()]
+            .into_iter()
+            .filter(|a| *a != id)
+            .collect();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                backend,
+                info,
+                aliases,
+                queue,
+                metrics,
+                draining: AtomicBool::new(false),
+                created: routes::unix_now(),
+            }),
+            workers,
+        })
+    }
+
+    /// The served model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.shared.info
+    }
+
+    /// The options in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// The metrics (also at `GET /metrics`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.shared.clone())
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then stop gracefully: stop accepting,
+    /// let in-flight requests finish (at most `shutdown_grace`), stop the model threads.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let shared = self.shared.clone();
+        let on_signal = async move {
+            shutdown.await;
+            shared.draining.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        };
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(on_signal);
+        let grace = self.shared.config.shutdown_grace;
+        let grace_expired = async move {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        let started = std::time::Instant::now();
+        tokio::select! {
+            r = server => r?,
+            _ = grace_expired => {
+                eprintln!("lmrs serve: shutdown grace of {grace:?} expired with requests in flight");
+            }
+        }
+        self.shared.queue.close();
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || worker::join_workers(workers, left)).await;
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Bind `host:port` (port 0: any free port), call `on_ready` with the bound address, and
+    /// serve until SIGTERM or SIGINT, then stop gracefully. Blocks; runs its own tokio runtime.
+    pub fn run(
+        self,
+        host: &str,
+        port: u16,
+        on_ready: impl FnOnce(std::net::SocketAddr),
+    ) -> Result<(), ServerError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("lmrs-http")
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind((host, port))
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: format!("{host}:{port}"),
+                    source,
+                })?;
+            let shutdown = shutdown_signal()?;
+            on_ready(listener.local_addr()?);
+            self.serve(listener, shutdown).await
+        })?;
+        rt.shutdown_timeout(Duration::from_secs(1));
+        Ok(())
+    }
+}
+
+/// The default model id: a local folder's name, else the reference itself (a hub id).
+fn default_id(reference: &str) -> String {
+    let path = std::path::Path::new(reference);
+    if path.exists() {
+        if let Some(name) = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        {
+            return name;
+        }
+    }
+    reference.to_string()
+}
+
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed by this
+/// call (inside a tokio runtime), so a signal that arrives before the future is polled is not
+/// lost and does not kill the process.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! The OpenAPI 3.1 description served at `GET /openapi.json`, and the `GET /docs` page made
+//! from it.
+
+use crate::backend::ModelInfo;
+use serde_json::{json, Value};
+
+/// Every route: method, path, summary. The router and this table are checked against each
+/// other by the tests.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/health",
+        "Liveness: 200 while serving, 503 while shutting down. No auth.",
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics: requests, queue depth, batch sizes, tokens/s, latency histograms.",
+    ),
+    ("get", "/openapi.json", "This document."),
+    ("get", "/docs", "A page listing the routes."),
+    (
+        "get",
+        "/v1/models",
+        "The served model (OpenAI list format).",
+    ),
+    ("get", "/v1/models/{id}", "One model by id."),
+    (
+        "post",
+        "/v1/completions",
+        "OpenAI text completions (causal language models).",
+    ),
+    (
+        "post",
+        "/v1/chat/completions",
+        "OpenAI chat completions (causal language models with a chat template).",
+    ),
+    (
+        "post",
+        "/v1/embeddings",
+        "OpenAI embeddings (sentence-embedding models).",
+    ),
+    (
+        "post",
+        "/v1/summarize",
+        "Summarization with the checkpoint's settings (encoder-decoder models).",
+    ),
+    (
+        "post",
+        "/v1/translate",
+        "Translation (encoder-decoder models).",
+    ),
+    (
+        "post",
+        "/v1/text2text",
+        "Plain generate() on the input (encoder-decoder models).",
+    ),
+    (
+        "post",
+        "/v1/classify",
+        "Text classification (sequence classifiers).",
+    ),
+    ("post", "/v1/ner", "Named entities (token classifiers)."),
+    (
+        "post",
+        "/v1/fill-mask",
+        "Most likely tokens for each mask (masked language models).",
+    ),
+];
+
+/// Whether a server of `info`'s model answers `path` (service routes always do).
+fn served(info: &ModelInfo, path: &str) -> bool {
+    !path.starts_with("/v1/")
+        || path.starts_with("/v1/models")
+        || info.kind.routes().contains(&path)
+}
+
+fn texts_schema() -> Value {
+    json!({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+           "description": "One text or an array of texts (non-empty)."})
+}
+
+fn generation_properties() -> Value {
+    let int = |d: &str| json!({"type": "integer", "minimum": 0, "description": d});
+    let num = |d: &str| json!({"type": "number", "description": d});
+    json!({
+        "model": {"type": "string", "description": "Optional; must name the served model."},
+        "input": texts_schema(),
+        "stream": {"type": "boolean", "description": "Server-sent events of text pieces (one input, greedy or sampling), then the response object, then [DONE]."},
+        "max_length": int("Maximum total output length (decoder start token included)."),
+        "max_new_tokens": int("Maximum generated tokens (wins over max_length); at most --max-new-tokens-limit."),
+        "min_length": int("Minimum total length before the end token."),
+        "min_new_tokens": int("Minimum generated tokens (wins over min_length)."),
+        "num_beams": int("Beams (1: greedy or sampling); at most 32."),
+        "num_return_sequences": int("Sequences per input."),
+        "length_penalty": num("Beam score length exponent."),
+        "early_stopping": {"oneOf": [{"type": "boolean"}, {"const": "never"}]},
+        "no_repeat_ngram_size": int("Forbid repeating n-grams of this size."),
+        "repetition_penalty": num("Penalty on repeated tokens (>1 discourages)."),
+        "bad_words_ids": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+        "do_sample": {"type": "boolean"},
+        "temperature": num("Sampling temperature."),
+        "top_k": int("Sample among the k most likely tokens (0: all)."),
+        "top_p": num("Nucleus sampling mass."),
+        "seed": int("Seed for reproducible sampling."),
+        "forced_bos_token_id": int("Token forced first."),
+        "forced_eos_token_id": {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+        "use_cache": {"type": "boolean"}
+    })
+}
+
+fn error_responses() -> Value {
+    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({
+        "400": err("Malformed JSON, wrong types, unknown fields, empty or too long input, invalid options."),
+        "401": err("Missing or wrong API key (when the server has one)."),
+        "404": err("Unknown route or model, or a route the loaded model does not serve."),
+        "413": err("Body over the size limit."),
+        "429": err("The queue is full; retry later (Retry-After header)."),
+        "500": err("The model failed (e.g. NaN or Inf in its output)."),
+        "503": err("The server is shutting down."),
+        "504": err("The request took longer than --request-timeout.")
+    })
+}
+
+fn request_schema(path: &str) -> Option<Value> {
+    let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    let sampling = json!({
+        "max_tokens": {"type": "integer"}, "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number"}, "n": {"type": "integer"}, "stream": {"type": "boolean"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+        "seed": {"type": "integer"}, "user": {"type": "string"}
+    });
+    let with = |mut base: Value, extra: Value| {
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        base
+    };
+    Some(match path {
+        "/v1/completions" => obj(
+            with(
+                sampling,
+                json!({"model": {"type": "string"}, "prompt": texts_schema()}),
+            ),
+            &["model", "prompt"],
+        ),
+        "/v1/chat/completions" => obj(
+            with(
+                sampling,
+                json!({"model": {"type": "string"}, "max_completion_tokens": {"type": "integer"},
+                       "messages": {"type": "array", "items": {"type": "object", "properties": {
+                           "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+                           "content": {"oneOf": [{"type": "string"}, {"type": "array"}]}}}}}),
+            ),
+            &["model", "messages"],
+        ),
+        "/v1/embeddings" => obj(
+            json!({"model": {"type": "string"}, "input": texts_schema(),
+                   "encoding_format": {"enum": ["float", "base64"]},
+                   "dimensions": {"type": "integer"}, "user": {"type": "string"}}),
+            &["model", "input"],
+        ),
+        "/v1/summarize" | "/v1/text2text" => obj(generation_properties(), &["input"]),
+        "/v1/translate" => obj(
+            with(
+                generation_properties(),
+                json!({"source": {"type": "string", "description": "Source language by name or code (default English)."},
+                       "target": {"type": "string", "description": "Target language by name or code."}}),
+            ),
+            &["input", "target"],
+        ),
+        "/v1/classify" => obj(
+            json!({"model": {"type": "string"}, "input": texts_schema(),
+                   "top_k": {"type": "integer", "description": "Labels per text (default 1; 0: all)."},
+                   "function": {"enum": ["softmax", "sigmoid", "none"]}}),
+            &["input"],
+        ),
+        "/v1/ner" => obj(
+            json!({"model": {"type": "string"}, "input": texts_schema(),
+                   "aggregation": {"enum": ["none", "simple", "first", "average", "max"]}}),
+            &["input"],
+        ),
+        "/v1/fill-mask" => obj(
+            json!({"model": {"type": "string"}, "input": texts_schema(),
+                   "top_k": {"type": "integer", "minimum": 1, "maximum": 100}}),
+            &["input"],
+        ),
+        _ => return None,
+    })
+}
+
+/// The OpenAPI document for a server of `info`'s model.
+pub fn spec(info: &ModelInfo) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "responses": error_responses(),
+        });
+        op["responses"]["200"] = json!({"description": "Success."});
+        if !served(info, path) {
+            op["description"] = json!(format!(
+                "Not served by this server's {} model (answers 404).",
+                info.kind.name()
+            ));
+        }
+        if let Some(schema) = request_schema(path) {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        }
+        if *path == "/v1/models/{id}" {
+            op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+        }
+        if *path != "/health" {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|o| o.insert(method.to_string(), op));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "lmrs server",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!("Serving '{}' ({} model). OpenAI-compatible routes plus task routes.",
+                                   info.id, info.kind.name()),
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "Required on every route but /health when the server runs with --api-key."}},
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "message": {"type": "string"}, "type": {"type": "string"},
+                "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}}
+        }
+    })
+}
+
+/// A plain HTML page listing the routes (no scripts: the server works offline).
+pub fn docs_html(info: &ModelInfo) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = String::new();
+    for (method, path, summary) in ROUTES {
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}{}</td></tr>\n",
+            method.to_uppercase(),
+            escape(path),
+            escape(summary),
+            if served(info, path) {
+                ""
+            } else {
+                " <em>(not served by this model)</em>"
+            }
+        ));
+    }
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>lmrs server</title></head><body>\n\
+         <h1>lmrs server</h1>\n<p>Model <code>{}</code> ({}). Machine-readable description: \
+         <a href=\"/openapi.json\">/openapi.json</a>.</p>\n<table border=\"1\" cellpadding=\"4\">\n\
+         <tr><th>method</th><th>route</th><th>what</th></tr>\n{rows}</table>\n</body></html>\n",
+        escape(&info.id),
+        info.kind.name()
+    )
+}

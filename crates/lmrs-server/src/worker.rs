@@ -1,0 +1,246 @@
+//! The bounded queue and the model thread(s) that drain it.
+//!
+//! Handlers push a [`Job`] and await its reply; a full queue refuses at once (the handler
+//! answers 429). A model thread takes the oldest job and every waiting job that can share its
+//! pipeline call ([`crate::Work::can_join`]) up to `max_batch_size` inputs, runs them as one
+//! batch and replies to each. Jobs whose client has gone (the reply channel is closed: the
+//! connection dropped or the request timed out) are dropped without running. A panic or an
+//! error in a batch of several jobs is retried job by job so one bad input fails only its own
+//! request.
+
+use crate::backend::{Backend, Output, Work};
+use crate::error::ApiError;
+use crate::metrics::{BatchStats, Metrics};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The answer a job gets.
+pub type Reply = Result<Output, ApiError>;
+
+/// A request waiting for the model.
+pub struct Job {
+    /// What to compute.
+    pub work: Work,
+    /// Run alone (seeded sampling or streaming: the result would depend on batch neighbours).
+    pub exclusive: bool,
+    /// Input tokens, for metrics.
+    pub input_tokens: usize,
+    /// Where the result goes.
+    pub reply: oneshot::Sender<Reply>,
+    /// When it was queued.
+    pub enqueued: Instant,
+}
+
+impl Job {
+    fn cancelled(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue holds `--max-queue` jobs.
+    Full,
+    /// The server is shutting down.
+    Closed,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// A bounded FIFO of jobs shared by the handlers and the model threads.
+pub struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl Queue {
+    /// A queue holding at most `capacity` jobs.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue a job, or say why it was refused (the job is dropped).
+    pub fn push(&self, job: Job) -> Result<(), PushError> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(PushError::Closed);
+        }
+        // Jobs whose clients left make room first.
+        if s.jobs.len() >= self.capacity {
+            s.jobs.retain(|j| !j.cancelled());
+        }
+        if s.jobs.len() >= self.capacity {
+            return Err(PushError::Full);
+        }
+        s.jobs.push_back(job);
+        drop(s);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Jobs waiting.
+    pub fn depth(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// The most jobs it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Refuse new jobs; the model threads finish the queued ones and stop.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Block until there is work: the oldest job plus the waiting jobs that can join it, at
+    /// most `max_rows` inputs together (a single larger job runs alone). `None` once the
+    /// queue is closed and empty. Cancelled jobs met on the way are dropped and counted.
+    fn next_batch(&self, max_rows: usize, metrics: &Metrics) -> Option<Vec<Job>> {
+        let mut s = self.lock();
+        let first = loop {
+            match s.jobs.pop_front() {
+                Some(j) if j.cancelled() => metrics.rejected("cancelled"),
+                Some(j) => break j,
+                None if s.closed => return None,
+                None => s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner()),
+            }
+        };
+        let mut rows = first.work.rows();
+        let exclusive = first.exclusive;
+        let mut batch = vec![first];
+        let mut i = 0;
+        while !exclusive && i < s.jobs.len() && rows < max_rows {
+            let j = &s.jobs[i];
+            if j.cancelled() {
+                s.jobs.remove(i);
+                metrics.rejected("cancelled");
+                continue;
+            }
+            if !j.exclusive && batch[0].work.can_join(&j.work) && rows + j.work.rows() <= max_rows {
+                rows += j.work.rows();
+                batch.extend(s.jobs.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        Some(batch)
+    }
+}
+
+/// Start `n` model threads over `queue`.
+pub fn spawn_workers(
+    n: usize,
+    backend: Arc<Backend>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    max_batch_size: usize,
+) -> Vec<JoinHandle<()>> {
+    (0..n.max(1))
+        .map(|i| {
+            let (backend, queue, metrics) = (backend.clone(), queue.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("lmrs-model-{i}"))
+                .spawn(move || worker_loop(&backend, &queue, &metrics, max_batch_size))
+                .expect("spawning a model thread")
+        })
+        .collect()
+}
+
+fn worker_loop(backend: &Backend, queue: &Queue, metrics: &Metrics, max_batch_size: usize) {
+    while let Some(batch) = queue.next_batch(max_batch_size, metrics) {
+        let now = Instant::now();
+        for j in &batch {
+            metrics.dequeued(now.duration_since(j.enqueued));
+        }
+        run_batch(backend, batch, metrics, max_batch_size);
+    }
+}
+
+fn run_batch(backend: &Backend, batch: Vec<Job>, metrics: &Metrics, max_batch_size: usize) {
+    let rows: usize = batch.iter().map(|j| j.work.rows()).sum();
+    metrics.batch_started(rows);
+    let start = Instant::now();
+    let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
+    let result = catch_unwind(AssertUnwindSafe(|| backend.run(&works, max_batch_size)));
+    let elapsed = start.elapsed();
+    let mut stats = BatchStats {
+        rows,
+        requests: batch.len(),
+        input_tokens: batch.iter().map(|j| j.input_tokens).sum(),
+        generated_tokens: 0,
+        elapsed,
+    };
+    match result {
+        Ok(Ok(outputs)) => {
+            stats.generated_tokens = outputs.iter().map(Output::generated_tokens).sum();
+            metrics.batch_done(stats);
+            for (job, out) in batch.into_iter().zip(outputs) {
+                let _ = job.reply.send(Ok(out));
+            }
+        }
+        Ok(Err(_)) | Err(_) if batch.len() > 1 => {
+            // Find the culprit: each job alone.
+            metrics.batch_done(stats);
+            for job in batch {
+                run_batch(backend, vec![job], metrics, max_batch_size);
+            }
+        }
+        Ok(Err(e)) => {
+            metrics.batch_done(stats);
+            let e = ApiError::from(e);
+            for job in batch {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+        Err(panic) => {
+            metrics.batch_done(stats);
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            for job in batch {
+                let _ = job.reply.send(Err(ApiError::internal(format!(
+                    "the model failed on this request: {what}"
+                ))));
+            }
+        }
+    }
+}
+
+/// Wait up to `grace` for the model threads to finish; returns whether they all did.
+pub fn join_workers(handles: Vec<JoinHandle<()>>, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    while handles.iter().any(|h| !h.is_finished()) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    true
+}
