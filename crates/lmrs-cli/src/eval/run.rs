@@ -22,7 +22,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Tasks `eval run` can evaluate (perplexity needs causal LMs, which lmrs does not run yet).
+/// Tasks `eval run` can evaluate (perplexity of causal LMs is `lmrs eval perplexity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EvalTask {
     /// Seq2seq summarization; scored with ROUGE.
