@@ -2,7 +2,7 @@
 //! is dense (lmrs's own f32 kernels) or quantized GGUF blocks (the backend's quantized
 //! mat-vec/mat-mat, which never dequantizes the whole matrix).
 
-use crate::kernels::q4_1::Q41Matrix;
+use crate::kernels::block_quant::{BlockFormat, BlockMatrix};
 use crate::kernels::{gemm, small_matmul};
 use crate::Result;
 use lmrs_core::candle::quantized::{GgmlDType, QMatMul};
@@ -15,8 +15,8 @@ use std::sync::Arc;
 enum Quantized {
     /// The backend's quantized matmul (SIMD for Q4_0, Q8_0 and the K-quants).
     Backend(QMatMul),
-    /// lmrs's Q4_1 kernel (the backend has no SIMD path for it).
-    Q4_1(Arc<Q41Matrix>),
+    /// lmrs's Q4_1 / Q5_0 kernels (the backend has no SIMD path for them).
+    Blocks(Arc<BlockMatrix>),
 }
 
 /// A projection, dense or quantized behind one type.
@@ -48,11 +48,16 @@ impl Linear {
             MatrixWeight::Quantized(q) => {
                 let (out_dim, in_dim) = q.shape().dims2()?;
                 let placeholder = Tensor::zeros(0, lmrs_core::DType::F32, &q.device())?;
-                let own = (q.dtype() == GgmlDType::Q4_1 && q.device().is_cpu())
-                    .then(|| Q41Matrix::new(q.data().ok()?.into_owned(), out_dim, in_dim))
-                    .flatten();
+                let format = match q.dtype() {
+                    GgmlDType::Q4_1 => Some(BlockFormat::Q4_1),
+                    GgmlDType::Q5_0 => Some(BlockFormat::Q5_0),
+                    _ => None,
+                };
+                let own = format.filter(|_| q.device().is_cpu()).and_then(|f| {
+                    BlockMatrix::new(f, q.data().ok()?.into_owned(), out_dim, in_dim)
+                });
                 let quantized = match own {
-                    Some(m) => Quantized::Q4_1(Arc::new(m)),
+                    Some(m) => Quantized::Blocks(Arc::new(m)),
                     None => Quantized::Backend(QMatMul::from_arc(q)?),
                 };
                 Ok(Self {
@@ -147,7 +152,7 @@ impl Module for Linear {
         let y = if let Some(q) = &self.quantized {
             let y = match q {
                 Quantized::Backend(q) => q.forward(&x2d.contiguous()?)?,
-                Quantized::Q4_1(q) => {
+                Quantized::Blocks(q) => {
                     let xs = x2d
                         .to_dtype(lmrs_core::DType::F32)?
                         .flatten_all()?

@@ -2,7 +2,7 @@
 //! behind an ordinary layer type next to the plain backend path and is tested against it.
 
 pub mod attention_decode;
+pub mod block_quant;
 pub mod gelu;
 pub mod gemm;
-pub mod q4_1;
 pub mod small_matmul;

@@ -1,14 +1,18 @@
-//! `y = x W^T` with `W` in GGUF's Q4_1 blocks, executed as stored.
+//! `y = x W^T` with `W` in GGUF's Q4_1 or Q5_0 blocks, executed as stored.
 //!
-//! Why: the backend runs Q4_1 (the format of the default SmolLM2 model) through a scalar
-//! fallback, which made every projection several times slower than llama.cpp. This kernel does
-//! what llama.cpp does: activations are quantized per 32-value block to 8 bits (`d`, and
-//! `d * Σq` for the Q4_1 offset term, like `block_q8_1`), and the 4-bit × 8-bit products are
-//! summed with integer SIMD.
+//! Why: the backend runs Q4_1 (the default SmolLM2 model's format) and Q5_0 (most of Gemma 3
+//! 270M's projections, whose 640-wide rows rule out K-quants) through scalar fallbacks, which
+//! made every projection several times slower than llama.cpp. These kernels do what llama.cpp
+//! does: activations are quantized per 32-value block to 8 bits (`d`, and `d * Σq` for Q4_1's
+//! offset term, like `block_q8_1`), and the low-bit × 8-bit products are summed with integer
+//! SIMD (AVX2 `maddubs`, or AVX-VNNI `vpdpbusd`).
 //!
 //! Q4_1 block (20 bytes, 32 values): `d: f16`, `m: f16`, `qs: [u8; 16]`; value `j` is
 //! `d * q_j + m` with `q_j = qs[j] & 15` for `j < 16` and `qs[j - 16] >> 4` above.
 //! Dot with an 8-bit block `(dx, sx = dx * Σ qx)`: `d * dx * Σ q_j qx_j + m * sx`.
+//!
+//! Q5_0 block (22 bytes): `d: f16`, `qh: u32` (bit `j` is value `j`'s fifth bit), `qs` as in
+//! Q4_1; value `j` is `d * (q_j | bit_j << 4) - 16 d`. Dot: `d * dx * Σ (q_j - 16) qx_j`.
 
 use super::small_matmul::SharedOut;
 
@@ -16,6 +20,27 @@ use super::small_matmul::SharedOut;
 pub const QK: usize = 32;
 /// Bytes per Q4_1 block.
 pub const BLOCK_BYTES: usize = 20;
+/// Bytes per Q5_0 block.
+pub const Q5_0_BLOCK_BYTES: usize = 22;
+
+/// The block formats these kernels execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// 4-bit values with a scale and an offset.
+    Q4_1,
+    /// 5-bit signed values with a scale.
+    Q5_0,
+}
+
+impl BlockFormat {
+    /// Bytes per 32-value block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4_1 => BLOCK_BYTES,
+            Self::Q5_0 => Q5_0_BLOCK_BYTES,
+        }
+    }
+}
 /// Output rows (weight rows) per unit of parallel work.
 const ROWS_PER_TASK: usize = 16;
 /// Activation rows that share one unpacked weight block.
@@ -31,19 +56,25 @@ struct Q8Block {
     s: f32,
 }
 
-/// A `(rows, cols)` matrix of Q4_1 blocks (each row is `cols / 32` blocks).
+/// A `(rows, cols)` matrix of quantized blocks (each row is `cols / 32` blocks).
 #[derive(Debug, Clone)]
-pub struct Q41Matrix {
+pub struct BlockMatrix {
+    format: BlockFormat,
     data: Vec<u8>,
     rows: usize,
     cols: usize,
 }
 
-impl Q41Matrix {
+impl BlockMatrix {
     /// Wrap raw GGUF bytes of a `(rows, cols)` tensor. `None` when the sizes disagree.
-    pub fn new(data: Vec<u8>, rows: usize, cols: usize) -> Option<Self> {
-        (cols.is_multiple_of(QK) && data.len() == rows * (cols / QK) * BLOCK_BYTES)
-            .then_some(Self { data, rows, cols })
+    pub fn new(format: BlockFormat, data: Vec<u8>, rows: usize, cols: usize) -> Option<Self> {
+        let ok = cols.is_multiple_of(QK) && data.len() == rows * (cols / QK) * format.block_bytes();
+        ok.then_some(Self {
+            format,
+            data,
+            rows,
+            cols,
+        })
     }
 
     /// Output rows.
@@ -68,7 +99,8 @@ impl Q41Matrix {
             return y;
         }
         let out = SharedOut::new(&mut y);
-        let row_bytes = nb * BLOCK_BYTES;
+        let row_bytes = nb * self.format.block_bytes();
+        let f = self.format;
         let work = |range: std::ops::Range<usize>| {
             for t in range {
                 let rows = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n);
@@ -76,7 +108,7 @@ impl Q41Matrix {
                     // Decoding: one activation row, nothing to tile.
                     for j in rows {
                         let w = &self.data[j * row_bytes..(j + 1) * row_bytes];
-                        let v = dot_one(w, &xq, nb, avx2);
+                        let v = dot_one(f, w, &xq, nb, avx2);
                         // SAFETY: j < n; column j belongs to this task.
                         unsafe { out.write(j, v) };
                     }
@@ -88,7 +120,7 @@ impl Q41Matrix {
                         let rows = (m - r0).min(XTILE);
                         let mut sums = [0f32; XTILE];
                         let xs = &xq[r0 * nb..(r0 + rows) * nb];
-                        dot_rows(w, xs, nb, rows, avx2, &mut sums);
+                        dot_rows(f, w, xs, nb, rows, avx2, &mut sums);
                         for (r, v) in sums.iter().enumerate().take(rows) {
                             // SAFETY: (r0 + r) < m and j < n; column j belongs to this task.
                             unsafe { out.write((r0 + r) * n + j, *v) };
@@ -104,19 +136,32 @@ impl Q41Matrix {
     /// The values, dequantized (reference for tests).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        for b in self.data.chunks_exact(BLOCK_BYTES) {
-            let (d, m) = scales(b);
-            out.extend((0..QK).map(|j| d * nibble(&b[4..], j) as f32 + m));
+        for b in self.data.chunks_exact(self.format.block_bytes()) {
+            let (d, m) = scales(self.format, b);
+            out.extend((0..QK).map(|j| d * value(self.format, b, j) as f32 + m));
         }
         out
     }
 }
 
-fn scales(b: &[u8]) -> (f32, f32) {
-    (
-        half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
-        half::f16::from_le_bytes([b[2], b[3]]).to_f32(),
-    )
+/// Value `j` of a block as an integer (`q_j` for Q4_1, `q_j - 16` for Q5_0).
+fn value(f: BlockFormat, b: &[u8], j: usize) -> i32 {
+    match f {
+        BlockFormat::Q4_1 => nibble(&b[4..], j) as i32,
+        BlockFormat::Q5_0 => {
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            (nibble(&b[6..], j) as i32 | (((qh >> j) & 1) as i32) << 4) - 16
+        }
+    }
+}
+
+/// `(d, m)`; `m` is 0 for Q5_0.
+fn scales(f: BlockFormat, b: &[u8]) -> (f32, f32) {
+    let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+    match f {
+        BlockFormat::Q4_1 => (d, half::f16::from_le_bytes([b[2], b[3]]).to_f32()),
+        BlockFormat::Q5_0 => (d, 0.0),
+    }
 }
 
 fn nibble(qs: &[u8], j: usize) -> u8 {
@@ -202,14 +247,19 @@ unsafe fn quantize_block_avx2(x: &[f32]) -> Q8Block {
 
 /// Dot of one weight row with one quantized activation row.
 #[inline]
-fn dot_one(w: &[u8], xs: &[Q8Block], nb: usize, avx2: bool) -> f32 {
+fn dot_one(f: BlockFormat, w: &[u8], xs: &[Q8Block], nb: usize, avx2: bool) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2 && has_avx_vnni() {
         // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected at run time.
-        return unsafe { dot_row_vnni(w, xs, nb) };
+        return unsafe {
+            match f {
+                BlockFormat::Q4_1 => dot_row_vnni::<false>(w, xs, nb),
+                BlockFormat::Q5_0 => dot_row_vnni::<true>(w, xs, nb),
+            }
+        };
     }
     let mut out = [0f32; 1];
-    dot_rows(w, xs, nb, 1, avx2, &mut out);
+    dot_rows(f, w, xs, nb, 1, avx2, &mut out);
     out[0]
 }
 
@@ -240,15 +290,24 @@ fn has_avx2() -> bool {
 }
 
 /// Dot weight row `w` (`nb` blocks) with `rows` activation rows of `xs` (row-major blocks).
-fn dot_rows(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, avx2: bool, out: &mut [f32]) {
+fn dot_rows(
+    f: BlockFormat,
+    w: &[u8],
+    xs: &[Q8Block],
+    nb: usize,
+    rows: usize,
+    avx2: bool,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: AVX2, FMA and F16C were detected at run time.
         unsafe {
-            if rows == 1 {
-                out[0] = dot_row_avx2(w, xs, nb);
-            } else {
-                dot_rows_avx2(w, xs, nb, rows, out);
+            match (f, rows) {
+                (BlockFormat::Q4_1, 1) => out[0] = dot_row_avx2::<false>(w, xs, nb),
+                (BlockFormat::Q5_0, 1) => out[0] = dot_row_avx2::<true>(w, xs, nb),
+                (BlockFormat::Q4_1, _) => dot_rows_avx2::<false>(w, xs, nb, rows, out),
+                (BlockFormat::Q5_0, _) => dot_rows_avx2::<true>(w, xs, nb, rows, out),
             }
         }
         return;
@@ -257,21 +316,74 @@ fn dot_rows(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, avx2: bool, out: &
     for (r, o) in out.iter_mut().enumerate().take(rows) {
         let x = &xs[r * nb..(r + 1) * nb];
         *o = w
-            .chunks_exact(BLOCK_BYTES)
+            .chunks_exact(f.block_bytes())
             .zip(x)
             .map(|(b, xb)| {
-                let (d, m) = scales(b);
-                let isum: i32 = (0..QK)
-                    .map(|j| nibble(&b[4..], j) as i32 * xb.q[j] as i32)
-                    .sum();
+                let (d, m) = scales(f, b);
+                let isum: i32 = (0..QK).map(|j| value(f, b, j) * xb.q[j] as i32).sum();
                 d * xb.d * isum as f32 + m * xb.s
             })
             .sum();
     }
 }
 
-/// A block's `(d, m)` and its 32 weights as unsigned bytes, values 0..15 in the low lane and
-/// 16..31 in the high lane (the activations' order).
+/// A block's `(d, m)` and its 32 values as bytes in the activations' order (values 0..15 in
+/// the low lane, 16..31 in the high lane): unsigned for Q4_1, signed for Q5_0 (`SIGNED`).
+///
+/// # Safety
+/// AVX2 and F16C must be available; `blk` must hold a whole block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack<const SIGNED: bool>(blk: &[u8]) -> (f32, f32, std::arch::x86_64::__m256i) {
+    if SIGNED {
+        // SAFETY: forwarded.
+        unsafe { unpack_q5_0(blk) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { unpack_block(blk) }
+    }
+}
+
+/// Q5_0: nibbles OR the fifth bit, minus 16 (as llama.cpp: `nibble | 0xF0` where the bit is
+/// clear is `nibble - 16` as a signed byte).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack_q5_0(blk: &[u8]) -> (f32, f32, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    debug_assert!(blk.len() >= Q5_0_BLOCK_BYTES);
+    // SAFETY: the block is 22 bytes: f16 scale, 4 bytes of high bits, 16 bytes of nibbles.
+    unsafe {
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (blk.as_ptr() as *const u16).read_unaligned() as i32,
+        )));
+        let qh = (blk.as_ptr().add(2) as *const u32).read_unaligned();
+        let packed = _mm_loadu_si128(blk.as_ptr().add(6) as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(packed, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+        let nibbles = _mm256_set_m128i(hi, lo);
+        // Byte i of `bits` is 0xFF when bit i of qh is set.
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(qh as i32),
+            _mm256_set_epi64x(
+                0x0303_0303_0303_0303,
+                0x0202_0202_0202_0202,
+                0x0101_0101_0101_0101,
+                0,
+            ),
+        );
+        let bits = _mm256_cmpeq_epi8(
+            _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)),
+            _mm256_set1_epi64x(-1),
+        );
+        let high = _mm256_andnot_si256(bits, _mm256_set1_epi8(0xF0u8 as i8));
+        (d, 0.0, _mm256_or_si256(nibbles, high))
+    }
+}
+
+/// Q4_1: the unsigned nibbles.
 ///
 /// # Safety
 /// AVX2 and F16C must be available; `blk` must hold at least [`BLOCK_BYTES`] bytes.
@@ -302,17 +414,23 @@ unsafe fn unpack_block(blk: &[u8]) -> (f32, f32, std::arch::x86_64::__m256i) {
 /// latency, not the loads, bounds a single chain).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_row_avx2(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
+unsafe fn dot_row_avx2<const SIGNED: bool>(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut off = [0f32; 2];
+    let bb = if SIGNED {
+        Q5_0_BLOCK_BYTES
+    } else {
+        BLOCK_BYTES
+    };
     for b in 0..nb {
         // SAFETY: block b lies inside the row; `q` is 32 bytes.
         unsafe {
-            let (d, m, wq) = unpack_block(&w[b * BLOCK_BYTES..]);
+            let (d, m, wq) = unpack::<SIGNED>(&w[b * bb..]);
             let xb = &xs[b];
             let xq = _mm256_loadu_si256(xb.q.as_ptr() as *const __m256i);
+            let (wq, xq) = unsigned_pair::<SIGNED>(wq, xq);
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
             let a = &mut acc[b & 1];
             *a = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), *a);
@@ -327,16 +445,22 @@ unsafe fn dot_row_avx2(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
 /// i32 lanes in one instruction instead of `maddubs` + `madd`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn dot_row_vnni(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
+unsafe fn dot_row_vnni<const SIGNED: bool>(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
     use std::arch::x86_64::*;
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut off = [0f32; 2];
+    let bb = if SIGNED {
+        Q5_0_BLOCK_BYTES
+    } else {
+        BLOCK_BYTES
+    };
     for b in 0..nb {
         // SAFETY: block b lies inside the row; `q` is 32 bytes.
         unsafe {
-            let (d, m, wq) = unpack_block(&w[b * BLOCK_BYTES..]);
+            let (d, m, wq) = unpack::<SIGNED>(&w[b * bb..]);
             let xb = &xs[b];
             let xq = _mm256_loadu_si256(xb.q.as_ptr() as *const __m256i);
+            let (wq, xq) = unsigned_pair::<SIGNED>(wq, xq);
             let p = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), wq, xq);
             let a = &mut acc[b & 1];
             *a = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), *a);
@@ -345,6 +469,23 @@ unsafe fn dot_row_vnni(w: &[u8], xs: &[Q8Block], nb: usize) -> f32 {
     }
     // SAFETY: plain register arithmetic.
     unsafe { hsum(_mm256_add_ps(acc[0], acc[1])) + off[0] + off[1] }
+}
+
+/// The byte products need an unsigned first operand: signed weights move their sign onto the
+/// activations (`|w| * (x * sign(w))`), as llama.cpp's `mul_sum_i8_pairs` does.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn unsigned_pair<const SIGNED: bool>(
+    w: std::arch::x86_64::__m256i,
+    x: std::arch::x86_64::__m256i,
+) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    if SIGNED {
+        (_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+    } else {
+        (w, x)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -360,20 +501,33 @@ unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_rows_avx2(w: &[u8], xs: &[Q8Block], nb: usize, rows: usize, out: &mut [f32]) {
+unsafe fn dot_rows_avx2<const SIGNED: bool>(
+    w: &[u8],
+    xs: &[Q8Block],
+    nb: usize,
+    rows: usize,
+    out: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); XTILE];
     let mut offs = [0f32; XTILE];
+    let bb = if SIGNED {
+        Q5_0_BLOCK_BYTES
+    } else {
+        BLOCK_BYTES
+    };
     for b in 0..nb {
         // SAFETY: block b lies inside the row.
-        let (d, m, wq) = unsafe { unpack_block(&w[b * BLOCK_BYTES..]) };
+        let (d, m, wq) = unsafe { unpack::<SIGNED>(&w[b * bb..]) };
         for r in 0..rows {
             let xb = &xs[r * nb + b];
             // SAFETY: `q` is 32 bytes.
             let xq = unsafe { _mm256_loadu_si256(xb.q.as_ptr() as *const __m256i) };
-            // u8 × i8 pairs summed to i16 (|15·127·2| fits), then pairs to i32.
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
+            // SAFETY: AVX2 is enabled for this function.
+            let (wu, xq) = unsafe { unsigned_pair::<SIGNED>(wq, xq) };
+            // u8 × i8 pairs summed to i16 (|16·127·2| fits), then pairs to i32.
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, xq), ones);
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), acc[r]);
             offs[r] += m * xb.s;
         }
@@ -389,7 +543,7 @@ mod tests {
     use super::*;
 
     /// A random Q4_1 matrix: scales in a realistic range, random nibbles.
-    fn random_matrix(rows: usize, cols: usize, seed: &mut u64) -> Q41Matrix {
+    fn random_format(f: BlockFormat, rows: usize, cols: usize, seed: &mut u64) -> BlockMatrix {
         let mut next = || {
             *seed ^= *seed << 13;
             *seed ^= *seed >> 7;
@@ -401,17 +555,26 @@ mod tests {
             let d = half::f16::from_f32((next() % 1000) as f32 / 1e5 + 1e-4);
             let m = half::f16::from_f32(-((next() % 1000) as f32) / 1e4);
             data.extend(d.to_le_bytes());
-            data.extend(m.to_le_bytes());
+            match f {
+                BlockFormat::Q4_1 => data.extend(m.to_le_bytes()),
+                BlockFormat::Q5_0 => data.extend((next() as u32).to_le_bytes()),
+            }
             data.extend((0..16).map(|_| next() as u8));
         }
-        Q41Matrix::new(data, rows, cols).expect("sizes agree")
+        BlockMatrix::new(f, data, rows, cols).expect("sizes agree")
     }
 
     #[test]
     fn matches_dequantized_product_within_activation_rounding() {
+        for f in [BlockFormat::Q4_1, BlockFormat::Q5_0] {
+            check_against_dequantized(f);
+        }
+    }
+
+    fn check_against_dequantized(f: BlockFormat) {
         let mut seed = 0x1234_5678_9abc_def1u64;
         let (n, k) = (37, 96);
-        let w = random_matrix(n, k, &mut seed);
+        let w = random_format(f, n, k, &mut seed);
         let wf = w.dequantize();
         for m in [1, 3, 4, 9] {
             let x: Vec<f32> = (0..m * k)
@@ -449,23 +612,25 @@ mod tests {
 
     #[test]
     fn simd_and_scalar_paths_agree() {
-        let mut seed = 42u64;
-        let w = random_matrix(8, 64, &mut seed);
-        let x: Vec<f32> = (0..3 * 64).map(|i| (i as f32 * 0.37).sin()).collect();
-        let xq: Vec<Q8Block> = x.chunks_exact(QK).map(quantize_block).collect();
-        let mut a = [0f32; XTILE];
-        let mut b = [0f32; XTILE];
-        let row = &w.data[..2 * BLOCK_BYTES];
-        for rows in [1, 3] {
-            dot_rows(row, &xq, 2, rows, false, &mut a);
-            dot_rows(row, &xq, 2, rows, has_avx2(), &mut b);
-            for r in 0..rows {
-                assert!((a[r] - b[r]).abs() < 1e-4, "{a:?} vs {b:?}");
+        for f in [BlockFormat::Q4_1, BlockFormat::Q5_0] {
+            let mut seed = 42u64;
+            let w = random_format(f, 8, 64, &mut seed);
+            let x: Vec<f32> = (0..3 * 64).map(|i| (i as f32 * 0.37).sin()).collect();
+            let xq: Vec<Q8Block> = x.chunks_exact(QK).map(quantize_block).collect();
+            let mut a = [0f32; XTILE];
+            let mut b = [0f32; XTILE];
+            let row = &w.data[..2 * f.block_bytes()];
+            for rows in [1, 3] {
+                dot_rows(f, row, &xq, 2, rows, false, &mut a);
+                dot_rows(f, row, &xq, 2, rows, has_avx2(), &mut b);
+                for r in 0..rows {
+                    assert!((a[r] - b[r]).abs() < 1e-4, "{f:?}: {a:?} vs {b:?}");
+                }
             }
+            // The single-row entry point (VNNI where available).
+            let one = dot_one(f, row, &xq, 2, has_avx2());
+            dot_rows(f, row, &xq, 2, 1, false, &mut a);
+            assert!((one - a[0]).abs() < 1e-4, "{f:?}: {one} vs {}", a[0]);
         }
-        // The single-row entry point (VNNI where available).
-        let one = dot_one(row, &xq, 2, has_avx2());
-        dot_rows(row, &xq, 2, 1, false, &mut a);
-        assert!((one - a[0]).abs() < 1e-4, "{one} vs {}", a[0]);
     }
 }
