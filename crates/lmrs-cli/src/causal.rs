@@ -169,6 +169,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         Ok(out)
     };
 
+    if let Some(i) = args.message.iter().position(|m| m.trim().is_empty()) {
+        bail!("--message {} is empty", i + 1);
+    }
     if !args.message.is_empty() {
         // Scripted: all messages are user turns; the model answers each in order and the
         // last answer is printed (all of them with --json).
