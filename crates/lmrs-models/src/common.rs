@@ -3,7 +3,7 @@
 use crate::{ModelError, Result};
 use lmrs_core::{DType, LogitsFor, Module, SpecialTokens, Tensor};
 use lmrs_nn::RopeScaling;
-use lmrs_nn::{CausalCache, Linear};
+use lmrs_nn::{CacheShape, CausalCache, Linear};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -163,4 +163,25 @@ pub(crate) fn check_input(
         )));
     }
     Ok((b, t))
+}
+
+/// An empty f32 cache of `layers` layers for rows with `left_padding`, room for `max_len` slots.
+pub(crate) fn new_cache(
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    left_padding: &[usize],
+    max_len: usize,
+    device: &lmrs_core::Device,
+) -> lmrs_core::Result<CausalCache> {
+    let shape = CacheShape {
+        batch: left_padding.len(),
+        layers,
+        kv_heads,
+        head_dim,
+        max_len,
+    };
+    let mut cache = CausalCache::new(shape, DType::F32, device)?;
+    cache.set_left_padding(left_padding)?;
+    Ok(cache)
 }

@@ -1,11 +1,11 @@
 //! `GPT2LMHeadModel` and its `config.json`.
 
-use crate::common::{check_input, project_logits, special_tokens};
+use crate::common::{check_input, new_cache, project_logits, special_tokens};
 use crate::error::require_positive;
 use crate::{ModelError, Result as LoadResult};
-use lmrs_core::{CausalLm, DType, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
+use lmrs_core::{CausalLm, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
 use lmrs_io::{MatrixWeight, Weights};
-use lmrs_nn::{attend_grouped, merge_heads, CacheShape, CausalCache, Embedding, LayerNorm, Linear};
+use lmrs_nn::{attend_grouped, merge_heads, CausalCache, Embedding, LayerNorm, Linear};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -226,16 +226,19 @@ impl CausalLm for Gpt2 {
     type Cache = CausalCache;
 
     fn new_cache(&self, left_padding: &[usize], max_len: usize) -> Result<CausalCache> {
-        let shape = CacheShape {
-            batch: left_padding.len(),
-            layers: self.cfg.n_layer,
-            kv_heads: self.cfg.n_head,
-            head_dim: self.cfg.n_embd / self.cfg.n_head,
+        let (layers, kv_heads, head_dim) = (
+            self.cfg.n_layer,
+            self.cfg.n_head,
+            self.cfg.n_embd / self.cfg.n_head,
+        );
+        new_cache(
+            layers,
+            kv_heads,
+            head_dim,
+            left_padding,
             max_len,
-        };
-        let mut cache = CausalCache::new(shape, DType::F32, &self.device)?;
-        cache.set_left_padding(left_padding)?;
-        Ok(cache)
+            &self.device,
+        )
     }
 
     fn forward(

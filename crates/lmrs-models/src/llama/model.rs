@@ -2,12 +2,12 @@
 //! RMSNorm → SwiGLU MLP → residual) → RMSNorm → `lm_head`.
 
 use super::LlamaConfig;
-use crate::common::{check_input, project_logits};
+use crate::common::{check_input, new_cache, project_logits};
 use crate::Result as LoadResult;
-use lmrs_core::{CausalLm, DType, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
+use lmrs_core::{CausalLm, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
 use lmrs_io::Weights;
 use lmrs_nn::{
-    apply_rope, attend_grouped, merge_heads, CacheShape, CausalCache, Embedding, Linear, RmsNorm,
+    apply_rope, attend_grouped, merge_heads, CausalCache, Embedding, Linear, RmsNorm,
     RotaryEmbedding,
 };
 
@@ -172,16 +172,19 @@ impl CausalLm for Llama {
     type Cache = CausalCache;
 
     fn new_cache(&self, left_padding: &[usize], max_len: usize) -> Result<CausalCache> {
-        let shape = CacheShape {
-            batch: left_padding.len(),
-            layers: self.cfg.num_hidden_layers,
-            kv_heads: self.cfg.kv_heads(),
-            head_dim: self.cfg.head_dim(),
+        let (layers, kv_heads, head_dim) = (
+            self.cfg.num_hidden_layers,
+            self.cfg.kv_heads(),
+            self.cfg.head_dim(),
+        );
+        new_cache(
+            layers,
+            kv_heads,
+            head_dim,
+            left_padding,
             max_len,
-        };
-        let mut cache = CausalCache::new(shape, DType::F32, &self.device)?;
-        cache.set_left_padding(left_padding)?;
-        Ok(cache)
+            &self.device,
+        )
     }
 
     fn forward(
