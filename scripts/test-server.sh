@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Starts the real `lmrs serve` on free loopback ports with the tiny fixture models and drives it
 # with the official `openai` Python client and plain HTTP (tools/server_client_test.py): the
-# OpenAI routes, the task routes, bad requests, auth, a 200-request load, then SIGTERM with
-# requests in flight (they must complete and the server must exit 0).
+# OpenAI routes (embeddings; chat, streaming chat and completions on a causal LM), the task
+# routes, bad requests, auth, a 200-request load, then SIGTERM with requests in flight (they
+# must complete and the server must exit 0).
 #
-# Python: reuses .venv when present, else creates it; either way installs
-# tools/requirements-server.txt (the openai client only, no torch).
-#   LMRS_SERVER_CHAT_MODEL=DIR  also checks the chat/completions contract on a causal LM.
+# Causal LMs: the tiny llama fixture as an HF folder (tests/fixtures/llama-tiny) and as GGUF
+# (tests/fixtures/llama-tiny-gguf), so nothing needs downloading; also `lmrs serve` with no
+# --model (the default model, SmolLM2-135M-Instruct) when scripts/fetch-models.sh has fetched it.
+#   LMRS_SERVER_CHAT_MODEL=PATH  checks this causal LM too (a GGUF file or HF folder).
+#   LMRS_SERVER_SKIP_DEFAULT=1   skip the default model even when it is there.
+#
+# Python: uses .venv when it has the pinned `openai`, else creates .venv and installs
+# tools/requirements-server.txt into it (the openai client only, no torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
 PY=.venv/bin/python
-"$PY" -m pip install --quiet --disable-pip-version-check -r tools/requirements-server.txt
+want_openai=$(sed -n 's/^openai==//p' tools/requirements-server.txt)
+if ! "$PY" -c "import openai, sys; sys.exit(openai.__version__ != '$want_openai')" 2>/dev/null; then
+    if [ ! -x "$PY" ]; then
+        python3 -m venv .venv
+    fi
+    "$PY" -m pip install --quiet --disable-pip-version-check -r tools/requirements-server.txt
+fi
 
 echo "== build lmrs"
 cargo build --quiet -p lmrs-cli
@@ -78,10 +87,25 @@ start seq2seq --model tests/fixtures/t5-v1_0-tiny --max-batch-size 8 --max-queue
     --max-body-bytes 65536
 S2S_PID=$PID S2S_URL=$URL
 CHAT_ARGS=()
+CHAT_PIDS=()
+# chat NAME ARGS...: start a causal-LM server and add it to the chat checks.
+chat() {
+    local name=$1
+    shift
+    start "$name" "$@"
+    CHAT_PIDS+=("$PID:$name")
+    CHAT_ARGS+=(--chat-url "$name=$URL")
+}
+chat llama-tiny --model tests/fixtures/llama-tiny --max-batch-size 8
+chat llama-tiny-gguf --model tests/fixtures/llama-tiny-gguf/llama-tiny-f32.gguf
+DEFAULT_MODEL=${LMRS_HOME:-$HOME/.cache/lmrs}/models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$DEFAULT_MODEL" ] && [ "${LMRS_SERVER_SKIP_DEFAULT:-}" != 1 ]; then
+    chat default-model
+else
+    echo "(default model not fetched: chat checks on the tiny llama fixtures only)"
+fi
 if [ -n "${LMRS_SERVER_CHAT_MODEL:-}" ]; then
-    start chat --model "$LMRS_SERVER_CHAT_MODEL"
-    CHAT_PID=$PID
-    CHAT_ARGS=(--chat-url "$URL")
+    chat custom --model "$LMRS_SERVER_CHAT_MODEL"
 fi
 
 echo "== openai client and HTTP checks"
@@ -89,9 +113,9 @@ echo "== openai client and HTTP checks"
     --seq2seq-url "$S2S_URL" --seq2seq-pid "$S2S_PID" "${CHAT_ARGS[@]}"
 stop "$EMBED_PID" embed
 stop "$S2S_PID" seq2seq
-if [ -n "${CHAT_PID:-}" ]; then
-    stop "$CHAT_PID" chat
-fi
+for entry in "${CHAT_PIDS[@]}"; do
+    stop "${entry%%:*}" "${entry#*:}"
+done
 
 echo "== graceful shutdown with requests in flight"
 start shutdown --model tests/fixtures/t5-v1_0-tiny --max-batch-size 2 --shutdown-grace 60

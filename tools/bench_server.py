@@ -8,7 +8,8 @@ It starts the server itself, once per batch size, on a free loopback port:
     tools/bench_server.py --model tests/fixtures/t5-v1_0-tiny --workload summarize
     tools/bench_server.py --model models/t5-small-random --workload summarize --new-tokens 32
     tools/bench_server.py --model models/all-MiniLM-L6-v2 --workload embed
-    tools/bench_server.py --model MODEL --workload chat        # a causal LM (chat route)
+    tools/bench_server.py --workload chat                      # the default model (chat route)
+    tools/bench_server.py --model MODEL.gguf --workload chat   # any causal LM
 
 or measures a server that is already running (`--url`, one configuration):
 
@@ -16,7 +17,8 @@ or measures a server that is already running (`--url`, one configuration):
 
 Workloads: `summarize` (POST /v1/summarize, greedy or --beams, exactly --new-tokens tokens per
 request so every configuration does the same work), `embed` (POST /v1/embeddings, one text per
-request) and `chat` (POST /v1/chat/completions, temperature 0, --new-tokens max_tokens). Each
+request) and `chat` (POST /v1/chat/completions, temperature 0, exactly --new-tokens tokens via
+`max_tokens` and `min_tokens`; the default model when neither --model nor --url is given). Each
 client sends its requests one after another; `--requests` per client (at least
 `--min-requests` in total). Prints a table and, with --json FILE, writes the numbers.
 """
@@ -61,12 +63,14 @@ def body_for(workload, i, args, model_id):
         "model": model_id,
         "messages": [{"role": "user", "content": document(i, args.input_words)}],
         "max_tokens": args.new_tokens,
+        "min_tokens": args.new_tokens,
         "temperature": 0,
     }
 
 
 def start_server(args, batch_size):
-    cmd = [args.bin, "--threads", str(args.threads), "serve", "--model", args.model, "--host", "127.0.0.1",
+    model = ["--model", args.model] if args.model else []  # none: the default model
+    cmd = [args.bin, "--threads", str(args.threads), "serve", *model, "--host", "127.0.0.1",
            "--port", "0", "--max-batch-size", str(batch_size), "--max-queue", "1024",
            "--max-new-tokens-limit", str(max(512, args.new_tokens))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -155,7 +159,7 @@ def run_level(url, workload, clients, total, args, mid):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="model to serve (the script starts the server)")
+    ap.add_argument("--model", help="model to serve (the script starts the server; chat: default model)")
     ap.add_argument("--url", help="measure this running server instead")
     ap.add_argument("--bin", default="target/release/lmrs", help="the lmrs binary (default: %(default)s)")
     ap.add_argument("--workload", choices=["summarize", "embed", "chat"], default="summarize")
@@ -170,7 +174,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="server compute threads")
     ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
-    if not args.model and not args.url:
+    if not args.model and not args.url and args.workload != "chat":
         ap.error("give --model (start servers) or --url (measure a running one)")
     levels = [int(c) for c in args.concurrency.split(",")]
     configs = [None] if args.url else [int(b) for b in args.batch_sizes.split(",")]
@@ -192,7 +196,7 @@ def main():
             if proc:
                 stop_server(proc)
     print()
-    print(f"workload {args.workload}, model {args.model or args.url}, {args.new_tokens} new tokens, "
+    print(f"workload {args.workload}, model {args.model or args.url or 'default'}, {args.new_tokens} new tokens, "
           f"{args.beams} beam(s), {args.input_words}-word inputs, {args.threads} compute threads")
     print("| max batch | clients | req/s | tokens/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|")

@@ -4,12 +4,12 @@ OpenAI-compatible routes and with plain HTTP for the task routes. Started by
 scripts/test-server.sh, which starts the servers on free loopback ports.
 
     server_client_test.py clients --embed-url URL --api-key KEY --seq2seq-url URL [--seq2seq-pid PID]
-                                  [--chat-url URL]
+                                  [--chat-url [LABEL=]URL ...]
     server_client_test.py shutdown --url URL --pid PID
 
 `clients` checks an embedding server (auth on), a seq2seq server (auth off) and, when given,
-a causal-LM server (`--chat-url`: chat, streaming chat, completions, n, stop, max_tokens,
-temperature, top_p, seed, usage). `shutdown` sends SIGTERM to the server while requests are in
+causal-LM servers (`--chat-url`, repeatable: chat, streaming chat, completions, n, stop,
+max_tokens, temperature, top_p, seed, usage, batching, bad requests). `shutdown` sends SIGTERM to the server while requests are in
 flight and checks that they complete and that the server stops listening.
 
 Prints one line per check and "N passed, M failed" last; exits non-zero on any failure.
@@ -323,67 +323,140 @@ def seq2seq_checks(url, pid):
 # Causal-LM server (when one is given): the OpenAI chat and completion contract
 
 
-def chat_checks(url):
+def chat_checks(url, label="causal", exact_batches=True):
+    """The OpenAI chat/completions contract. Works on any causal LM: `min_tokens` (vLLM's
+    extension, sent as extra_body) keeps a random tiny model from ending at once.
+    `exact_batches`: batched greedy results must equal single runs token for token (f32
+    fixtures); a quantized model's batched and single-row kernels round differently, so a
+    near-tie may flip there, and differences are only counted."""
     client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     model = client.models.list().data[0].id
-    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
+    messages = [{"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    greedy = dict(model=model, messages=messages, temperature=0)
 
-    @check("openai: chat.completions.create (greedy, max_tokens, usage)")
+    @check(f"openai [{label}]: chat.completions.create (greedy, max_tokens, usage, finish_reason)")
     def chat():
-        r = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0)
-        assert r.object == "chat.completion" and r.choices[0].message.role == "assistant", r
-        assert r.choices[0].finish_reason in ("stop", "length")
-        assert 0 < r.usage.completion_tokens <= 8 and r.usage.prompt_tokens > 0
+        r = client.chat.completions.create(**greedy, max_tokens=8, extra_body={"min_tokens": 8})
+        assert r.object == "chat.completion" and r.id.startswith("chatcmpl-"), r
+        assert r.model == model and r.choices[0].message.role == "assistant", r
+        assert r.choices[0].finish_reason == "length", r
+        assert r.usage.completion_tokens == 8 and r.usage.prompt_tokens > 0, r.usage
         assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
-        again = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0)
+        again = client.chat.completions.create(**greedy, max_tokens=8, extra_body={"min_tokens": 8})
         assert again.choices[0].message.content == r.choices[0].message.content
+        short = client.chat.completions.create(**greedy, max_completion_tokens=3)
+        assert short.usage.completion_tokens <= 3, short.usage
 
-    @check("openai: streaming chat joins to the non-streamed text")
+    @check(f"openai [{label}]: streaming chat chunks join to the non-streamed text, usage last")
     def stream():
-        full = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0)
-        chunks = list(
-            client.chat.completions.create(
-                model=model, messages=messages, max_tokens=8, temperature=0, stream=True,
-                stream_options={"include_usage": True},
-            )
-        )
+        kw = dict(greedy, max_tokens=16, extra_body={"min_tokens": 6})
+        full = client.chat.completions.create(**kw)
+        chunks = list(client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True}))
+        assert chunks[0].choices[0].delta.role == "assistant", chunks[0]
+        assert all(c.id == chunks[0].id and c.object == "chat.completion.chunk" for c in chunks)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert text == full.choices[0].message.content, (text, full)
-        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+        assert text and text == full.choices[0].message.content, (text, full)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish == [full.choices[0].finish_reason], finish
+        assert chunks[-1].choices == [] and chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+        assert chunks[-1].usage.prompt_tokens == full.usage.prompt_tokens
 
-    @check("openai: n, seed, top_p, stop")
+    @check(f"openai [{label}]: n, seed, top_p (streamed and not), greedy n")
     def options():
-        r = client.chat.completions.create(
-            model=model, messages=messages, max_tokens=6, temperature=0.8, top_p=0.9, seed=7, n=2
-        )
-        assert len(r.choices) == 2
-        again = client.chat.completions.create(
-            model=model, messages=messages, max_tokens=6, temperature=0.8, top_p=0.9, seed=7, n=2
-        )
+        kw = dict(model=model, messages=messages, max_tokens=6, temperature=0.8, top_p=0.9, seed=7, n=2,
+                  extra_body={"min_tokens": 6})
+        r = client.chat.completions.create(**kw)
+        assert [c.index for c in r.choices] == [0, 1], r
+        assert r.usage.completion_tokens == 12, r.usage
+        again = client.chat.completions.create(**kw)
         assert [c.message.content for c in r.choices] == [c.message.content for c in again.choices]
-        full = client.chat.completions.create(model=model, messages=messages, max_tokens=12, temperature=0)
-        text = full.choices[0].message.content
-        if len(text) > 4:
-            stop = text[2:4]
-            cut = client.chat.completions.create(
-                model=model, messages=messages, max_tokens=12, temperature=0, stop=[stop]
-            )
-            assert cut.choices[0].message.content == text[: text.index(stop)]
-            assert cut.choices[0].finish_reason == "stop"
+        streamed = ["", ""]
+        for c in client.chat.completions.create(**kw, stream=True):
+            for ch in c.choices:
+                streamed[ch.index] += ch.delta.content or ""
+        assert streamed == [c.message.content for c in r.choices], (streamed, r)
+        g = client.chat.completions.create(**greedy, max_tokens=4, n=3)
+        assert len({c.message.content for c in g.choices}) == 1 and len(g.choices) == 3
 
-    @check("openai: completions.create, streamed and not")
+    @check(f"openai [{label}]: stop sequences cut the text, streamed and not")
+    def stop():
+        kw = dict(greedy, max_tokens=16, extra_body={"min_tokens": 16})
+        text = client.chat.completions.create(**kw).choices[0].message.content
+        at = next((i for i in range(2, len(text) - 1) if text[i:i + 2].isalpha() and text[i:i + 2].isascii()), None)
+        assert at is not None, text
+        word = text[at:at + 2]
+        cut = client.chat.completions.create(**kw, stop=[word, "\n\n\n"])
+        assert cut.choices[0].message.content == text[: text.index(word)], (cut, text)
+        assert cut.choices[0].finish_reason == "stop"
+        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            **kw, stop=[word], stream=True) if c.choices)
+        assert streamed == text[: text.index(word)], (streamed, text)
+
+    @check(f"openai [{label}]: completions.create, streamed and not, several prompts")
     def completions():
-        r = client.completions.create(model=model, prompt="Once upon a time", max_tokens=6, temperature=0)
-        assert r.object == "text_completion" and r.usage.completion_tokens <= 6
-        text = "".join(
-            c.choices[0].text
-            for c in client.completions.create(
-                model=model, prompt="Once upon a time", max_tokens=6, temperature=0, stream=True
-            )
-        )
-        assert text == r.choices[0].text
+        kw = dict(model=model, max_tokens=6, temperature=0, extra_body={"min_tokens": 3})
+        r = client.completions.create(prompt="Once upon a time", **kw)
+        assert r.object == "text_completion" and r.id.startswith("cmpl-"), r
+        assert 3 <= r.usage.completion_tokens <= 6, r.usage
+        text = "".join(c.choices[0].text for c in client.completions.create(prompt="Once upon a time", stream=True, **kw))
+        assert text == r.choices[0].text, (text, r)
+        many = client.completions.create(prompt=["Hello", "Once upon a time"], **kw)
+        assert [c.index for c in many.choices] == [0, 1]
+        assert many.choices[1].text == r.choices[0].text
 
-    for f in (chat, stream, options, completions):
+    @check(f"http [{label}]: concurrent chats with equal options batch and equal their single runs")
+    def batched():
+        users = [f"Question {i}: {'why ' * (i % 4)}?" for i in range(8)]
+        body = lambda u: {"model": model, "messages": [{"role": "user", "content": u}], "max_tokens": 8,
+                          "temperature": 0}
+        want = [post(f"{url}/v1/chat/completions", body(u))[1]["choices"][0]["message"]["content"] for u in users]
+        got = [None] * len(users)
+
+        def one(i):
+            got[i] = post(f"{url}/v1/chat/completions", body(users[i]))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(users))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        differ = []
+        for i, (status, r) in enumerate(got):
+            assert status == 200, r
+            if r["choices"][0]["message"]["content"] != want[i]:
+                differ.append((i, r["choices"][0]["message"]["content"], want[i]))
+        if exact_batches:
+            assert not differ, differ
+        elif differ:
+            print(f"     note: {len(differ)} of {len(users)} batched answers differ from single runs "
+                  f"(quantized kernels round differently in a batch): {differ}")
+
+    @check(f"openai [{label}]: bad requests are BadRequestError with the field at fault")
+    def bad():
+        cases = [
+            (dict(messages=[]), "messages", None),
+            (dict(messages=[{"role": "robot", "content": "Hi"}]), "messages", None),
+            (dict(messages=messages, max_tokens=10**6), "max_tokens", None),
+            (dict(messages=[{"role": "user", "content": "word " * 10000}]), "messages", "context_length_exceeded"),
+            (dict(messages=messages, temperature=3), "temperature", None),
+        ]
+        for kw, param, code in cases:
+            try:
+                client.chat.completions.create(model=model, **kw)
+                raise AssertionError(f"expected BadRequestError for {list(kw)}")
+            except openai.BadRequestError as e:
+                assert e.body["param"] == param, e.body
+                if code:
+                    assert e.body["code"] == code, e.body
+        try:
+            client.embeddings.create(model=model, input="x")
+            raise AssertionError("expected NotFoundError")
+        except openai.NotFoundError as e:
+            assert e.body["code"] == "model_not_supported", e.body
+
+    for f in (chat, stream, options, stop, completions, batched, bad):
         f()
 
 
@@ -436,7 +509,8 @@ def main():
     c.add_argument("--api-key", required=True)
     c.add_argument("--seq2seq-url", required=True)
     c.add_argument("--seq2seq-pid", type=int, default=0)
-    c.add_argument("--chat-url")
+    c.add_argument("--chat-url", action="append", default=[],
+                   help="a causal-LM server (repeatable; LABEL=URL names it in the output)")
     s = sub.add_parser("shutdown")
     s.add_argument("--url", required=True)
     s.add_argument("--pid", type=int, required=True)
@@ -445,9 +519,11 @@ def main():
     if args.mode == "clients":
         embedding_checks(args.embed_url, args.api_key)
         seq2seq_checks(args.seq2seq_url, args.seq2seq_pid)
-        if args.chat_url:
-            chat_checks(args.chat_url)
-        else:
+        for spec in args.chat_url:
+            label, _, url = spec.rpartition("=")
+            # The f32 fixtures batch exactly; other models may use quantized kernels.
+            chat_checks(url, label or "causal", exact_batches=label.startswith("llama-tiny"))
+        if not args.chat_url:
             print("(no --chat-url: chat/completions contract checks need a causal-LM server)")
     else:
         shutdown_checks(args.url, args.pid)

@@ -9,14 +9,15 @@ use std::time::Duration;
 /// `lmrs serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Model folder or hub id in the Hugging Face cache.
+    /// GGUF file, model folder or hub id in the Hugging Face cache (default: the default chat
+    /// model, SmolLM2-135M-Instruct, once fetched with `scripts/fetch-models.sh`).
     #[arg(short, long)]
-    pub model: String,
+    pub model: Option<String>,
     /// Hub cache revision (branch or commit hash) when MODEL is a hub id.
     #[arg(long)]
     pub revision: Option<String>,
-    /// What to serve: seq2seq, embedding, classification, token-classification or fill-mask
-    /// (default: from the model folder).
+    /// What to serve: seq2seq, embedding, classification, token-classification, fill-mask or
+    /// causal-lm (default: from the model; GGUF files are causal LMs).
     #[arg(long, value_parser = parse_kind)]
     pub task: Option<ModelKind>,
     /// Address to listen on (loopback unless told otherwise).
@@ -73,6 +74,10 @@ fn seconds(flag: &str, v: f64) -> Result<Duration> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => lmrs_pipelines::default_model()?.display().to_string(),
+    };
     let config = ServerConfig {
         api_key: args
             .api_key
@@ -90,12 +95,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         model_id: args.served_model_name.clone(),
     };
     let backend = Backend::load(&LoadSpec {
-        reference: args.model.clone(),
+        reference: model.clone(),
         revision: args.revision.clone(),
         kind: args.task,
         max_input_tokens: args.max_input_tokens,
     })?;
-    let server = Server::new(backend, &args.model, config)?;
+    let server = Server::new(backend, &model, config)?;
     let info = server.info().clone();
     let max_input = args
         .max_input_tokens
@@ -109,10 +114,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             info.dir.display(),
             if auth { " (API key required)" } else { "" }
         );
+        let limits = if info.kind == ModelKind::CausalLm {
+            format!(
+                "prompts up to {max_input} tokens, context {} tokens",
+                info.input_limit
+            )
+        } else {
+            format!("inputs up to {max_input} tokens")
+        };
         println!(
-            "lmrs serve: routes {} and /v1/models, /health, /metrics, /docs; inputs up to {} tokens",
+            "lmrs serve: routes {} and /v1/models, /health, /metrics, /docs; {limits}",
             info.kind.routes().join(", "),
-            max_input
         );
         let _ = std::io::stdout().flush();
     })?;

@@ -7,7 +7,7 @@
 //! `scripts/fetch-models.sh`.
 
 use crate::chat_template::{ChatMessage, ChatTemplate};
-use crate::seq2seq::{LoadOptions, RunOptions, TextStreamer};
+use crate::seq2seq::{LoadOptions, RunOptions};
 use crate::text::TextTokenizer;
 use crate::{PipelineError, Result};
 use lmrs_core::{CausalLm, Device, SpecialTokens};
@@ -299,6 +299,27 @@ impl TextGenerationPipeline {
         overrides: &GenerationConfig,
         opts: RunOptions<'_>,
     ) -> Result<Vec<CompletionOutput>> {
+        self.generate_ids_hooked(prompts, overrides, opts, None, None)
+    }
+
+    /// [`Self::generate_ids`] seen from a server, where each prompt belongs to its own client.
+    /// Indices are positions in `prompts`.
+    ///
+    /// * `on_prompt_text` is called with `(prompt index, new text)` as each prompt's continuation
+    ///   grows, for every prompt of every batch (greedy search or sampling with one sequence
+    ///   per prompt; nothing is streamed otherwise). A prompt's pieces join to its text before
+    ///   any stop-string cut.
+    /// * `cancel` is consulted after each decided token; `true` ends that prompt's rows at once
+    ///   (its client went away) and leaves the other rows of the batch unchanged (greedy
+    ///   search and sampling; beam search ignores it).
+    pub fn generate_ids_hooked(
+        &self,
+        prompts: &[Vec<u32>],
+        overrides: &GenerationConfig,
+        opts: RunOptions<'_>,
+        mut on_prompt_text: Option<TextSink<'_>>,
+        cancel: Option<&dyn Fn(usize) -> bool>,
+    ) -> Result<Vec<CompletionOutput>> {
         let cfg = self.effective_config(overrides);
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
@@ -311,11 +332,26 @@ impl TextGenerationPipeline {
         let mut done = 0;
         for chunk in order.chunks(batch_size.max(1)) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
-            let stream: Option<&mut dyn FnMut(&str)> = match on_text {
+            // `opts.on_text` streams single-prompt batches only (a CLI's one answer).
+            let mut single = match on_text {
                 Some(ref mut f) if chunk.len() == 1 => Some(&mut **f),
                 _ => None,
             };
-            for (&i, out) in chunk.iter().zip(self.generate_batch(&batch, &cfg, stream)?) {
+            let streaming = single.is_some() || on_prompt_text.is_some();
+            let mut sink = |row: usize, piece: &str| {
+                if let Some(f) = on_prompt_text.as_deref_mut() {
+                    f(chunk[row], piece);
+                }
+                if let Some(f) = single.as_deref_mut() {
+                    f(piece);
+                }
+            };
+            let cancel_row = |row: usize| cancel.is_some_and(|c| c(chunk[row]));
+            let hooks = RowHooks {
+                on_text: streaming.then_some(&mut sink as _),
+                cancel: cancel.is_some().then_some(&cancel_row as _),
+            };
+            for (&i, out) in chunk.iter().zip(self.generate_batch(&batch, &cfg, hooks)?) {
                 outputs[i] = Some(out);
             }
             done += chunk.len();
@@ -350,7 +386,7 @@ impl TextGenerationPipeline {
         &self,
         prompts: &[&[u32]],
         cfg: &GenerationConfig,
-        on_text: Option<&mut dyn FnMut(&str)>,
+        hooks: RowHooks<'_>,
     ) -> Result<Vec<CompletionOutput>> {
         let resolved = cfg.resolve(&self.special)?;
         let mut fitted = Vec::with_capacity(prompts.len());
@@ -379,29 +415,42 @@ impl TextGenerationPipeline {
 
         let stops = &resolved.stop_strings;
         let lens: Vec<usize> = fitted.iter().map(Vec::len).collect();
+        let RowHooks { on_text, cancel } = hooks;
+        // Beam search cannot end single rows; it ignores cancellation.
+        let cancel = cancel.filter(|_| !resolved.is_beam());
         let mut stop_check = |input: usize, seq: &[u32]| -> bool {
+            if cancel.is_some_and(|c| c(input)) {
+                return true;
+            }
             let new = &seq[lens[input]..];
-            self.tokenizer
-                .decode(new)
-                .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
-                .unwrap_or(false)
+            !stops.is_empty()
+                && self
+                    .tokenizer
+                    .decode(new)
+                    .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
+                    .unwrap_or(false)
         };
-        let stream_ok = b == 1 && !resolved.is_beam() && resolved.num_return_sequences == 1;
+        let stop = (!stops.is_empty() || cancel.is_some()).then_some(&mut stop_check as _);
+        let stream_ok = !resolved.is_beam() && resolved.num_return_sequences == 1;
         let t1 = Instant::now();
         let results = match on_text {
             Some(sink) if stream_ok => {
-                let mut streamer = TextStreamer::new(&self.tokenizer, sink);
-                let mut cb = |_: usize, tok: u32| streamer.push(tok);
+                let mut streams = vec![RowText::default(); b];
+                let mut cb = |input: usize, tok: u32| {
+                    if let Some(piece) = streams[input].push(&self.tokenizer, tok) {
+                        sink(input, piece);
+                    }
+                };
                 let hooks = Hooks {
                     on_token: Some(&mut cb),
-                    stop: (!stops.is_empty()).then_some(&mut stop_check as _),
+                    stop,
                 };
                 generate_hooked(&mut session, &fitted, &resolved, hooks)?
             }
             _ => {
                 let hooks = Hooks {
                     on_token: None,
-                    stop: (!stops.is_empty()).then_some(&mut stop_check as _),
+                    stop,
                 };
                 generate_hooked(&mut session, &fitted, &resolved, hooks)?
             }
@@ -444,6 +493,39 @@ impl TextGenerationPipeline {
                 })
             })
             .collect()
+    }
+}
+
+/// Called with `(prompt or row index, new text)`.
+type TextSink<'a> = &'a mut dyn FnMut(usize, &str);
+
+/// The callbacks of one batch, indexed by row.
+struct RowHooks<'a> {
+    on_text: Option<TextSink<'a>>,
+    cancel: Option<&'a dyn Fn(usize) -> bool>,
+}
+
+/// One row's streamed text: decodes the row's tokens so far and yields what was added, holding
+/// back text that ends in an incomplete character.
+#[derive(Clone, Default)]
+struct RowText {
+    tokens: Vec<u32>,
+    text: String,
+    emitted: usize,
+}
+
+impl RowText {
+    fn push(&mut self, tokenizer: &TextTokenizer, token: u32) -> Option<&str> {
+        self.tokens.push(token);
+        self.text = tokenizer.decode(&self.tokens).ok()?;
+        if self.text.ends_with('\u{FFFD}')
+            || self.text.len() <= self.emitted
+            || !self.text.is_char_boundary(self.emitted)
+        {
+            return None;
+        }
+        let start = std::mem::replace(&mut self.emitted, self.text.len());
+        Some(&self.text[start..])
     }
 }
 

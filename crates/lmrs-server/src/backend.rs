@@ -5,18 +5,20 @@
 //! ([`Work::can_join`]); their texts go through the pipeline as one batch and the results are
 //! split back per request. A batched result equals the request's single run: pipelines group
 //! inputs by length and their batched == unbatched parity is tested, and requests whose
-//! result would depend on their row in a batch (seeded sampling, streaming) run alone.
+//! result would depend on their row in a batch (seeded sampling; seq2seq streaming) run alone.
 //!
-//! A causal LM (completions, chat) becomes one more variant with its own work item; it can
-//! then keep a running batch that requests join and leave between decoding steps.
+//! A causal LM (completions, chat) takes tokenized prompts ([`Work::Complete`]): every prompt
+//! of the batch streams its own text, and a request whose client went away stops its rows at
+//! the next decoding step while the rest of the batch goes on.
 
 use crate::error::{ApiError, ServerError};
+use lmrs_core::CausalLm;
 use lmrs_generate::GenerationConfig;
 use lmrs_pipelines::{
-    Aggregation, Classification, ClassificationPipeline, ClassifyOptions, EmbedOptions,
-    EmbeddingPipeline, Entity, FillMaskPipeline, LabelScore, LoadOptions, MaskFill, RunOptions,
-    ScoreFunction, Seq2SeqOutput, Seq2SeqPipeline, Task, TextEmbedding, TextTokenizer,
-    TokenClassificationPipeline,
+    Aggregation, Classification, ClassificationPipeline, ClassifyOptions, CompletionOutput,
+    EmbedOptions, EmbeddingPipeline, Entity, FillMaskPipeline, LabelScore, LoadOptions, MaskFill,
+    RunOptions, ScoreFunction, Seq2SeqOutput, Seq2SeqPipeline, Task, TextEmbedding,
+    TextGenerationPipeline, TextTokenizer, TokenClassificationPipeline,
 };
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::UnboundedSender;
@@ -34,20 +36,23 @@ pub enum ModelKind {
     TokenClassification,
     /// Masked language model: `/v1/fill-mask`.
     FillMask,
+    /// Decoder-only language model: `/v1/completions`, `/v1/chat/completions`.
+    CausalLm,
 }
 
 impl ModelKind {
     /// Every kind, for help texts.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         Self::Seq2Seq,
         Self::Embedding,
         Self::Classification,
         Self::TokenClassification,
         Self::FillMask,
+        Self::CausalLm,
     ];
 
     /// The kind's name (`seq2seq`, `embedding`, `classification`, `token-classification`,
-    /// `fill-mask`).
+    /// `fill-mask`, `causal-lm`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Seq2Seq => "seq2seq",
@@ -55,11 +60,12 @@ impl ModelKind {
             Self::Classification => "classification",
             Self::TokenClassification => "token-classification",
             Self::FillMask => "fill-mask",
+            Self::CausalLm => "causal-lm",
         }
     }
 
     /// Parse a kind name; also takes the command names (`embed`, `classify`, `ner`,
-    /// `summarize`, `translate`, `text2text`).
+    /// `summarize`, `translate`, `text2text`, `generate`, `chat`) and `text-generation`.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "seq2seq" | "summarize" | "summarization" | "translate" | "translation"
@@ -68,6 +74,9 @@ impl ModelKind {
             "classification" | "classify" => Self::Classification,
             "token-classification" | "ner" => Self::TokenClassification,
             "fill-mask" => Self::FillMask,
+            "causal-lm" | "causal" | "text-generation" | "generate" | "chat" | "completions" => {
+                Self::CausalLm
+            }
             _ => return None,
         })
     }
@@ -80,14 +89,16 @@ impl ModelKind {
             Self::Classification => &["/v1/classify"],
             Self::TokenClassification => &["/v1/ner"],
             Self::FillMask => &["/v1/fill-mask"],
+            Self::CausalLm => &["/v1/completions", "/v1/chat/completions"],
         }
     }
 
     /// Tell the kind from a model folder: a sentence-transformers folder (`modules.json`)
     /// serves embeddings; otherwise `config.json` `architectures` decides
     /// (`*ForConditionalGeneration` or an encoder-decoder config: seq2seq,
-    /// `*ForSequenceClassification`, `*ForTokenClassification`, `*ForMaskedLM`, a bare encoder:
-    /// embeddings).
+    /// `*ForSequenceClassification`, `*ForTokenClassification`, `*ForMaskedLM`,
+    /// `*ForCausalLM` / `*LMHeadModel`: causal LM, a bare encoder: embeddings). GGUF files are
+    /// causal LMs ([`Backend::load`]).
     pub fn detect(dir: &Path) -> Result<Self, String> {
         if dir.join("modules.json").is_file() {
             return Ok(Self::Embedding);
@@ -115,13 +126,10 @@ impl ModelKind {
             Self::TokenClassification
         } else if arch.ends_with("ForMaskedLM") {
             Self::FillMask
+        } else if arch.ends_with("ForCausalLM") || arch.ends_with("LMHeadModel") {
+            Self::CausalLm
         } else if arch.ends_with("Model") {
             Self::Embedding
-        } else if arch.ends_with("ForCausalLM") {
-            return Err(format!(
-                "{} is a causal language model ({arch}); lmrs serve does not serve those yet",
-                dir.display()
-            ));
         } else {
             return Err(format!(
                 "cannot tell which task {} serves (config.json architectures: {:?}); pass --task",
@@ -136,7 +144,7 @@ impl ModelKind {
 /// How to load the served model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadSpec {
-    /// A local folder or a hub id in the Hugging Face cache.
+    /// A GGUF file, a local folder or a hub id in the Hugging Face cache.
     pub reference: String,
     /// Hub cache revision for hub ids.
     pub revision: Option<String>,
@@ -159,6 +167,8 @@ pub enum Backend {
     TokenClassification(Box<TokenClassificationPipeline>, TextTokenizer),
     /// Fill-mask (with a tokenizer to count input tokens).
     FillMask(Box<FillMaskPipeline>, TextTokenizer),
+    /// Completions and chat with a decoder-only model.
+    CausalLm(Box<TextGenerationPipeline>),
 }
 
 /// A request's work for the model thread.
@@ -202,15 +212,29 @@ pub enum Work {
         /// Proposals per mask.
         top_k: usize,
     },
+    /// Causal-LM generation from tokenized prompts (completions, chat).
+    Complete {
+        /// Prompt token ids (non-empty, within the context with the requested length).
+        prompts: Vec<Vec<u32>>,
+        /// The request's generation options (one batch shares them).
+        overrides: Box<GenerationConfig>,
+        /// Where streamed `(prompt index, text piece)` pairs go.
+        stream: Option<UnboundedSender<(usize, String)>>,
+    },
 }
 
 impl Work {
-    /// Inputs (batch rows) of this work.
+    /// Inputs (batch rows) of this work: texts, or prompts times the sequences each returns.
     pub fn rows(&self) -> usize {
-        self.texts().len()
+        match self {
+            Work::Complete {
+                prompts, overrides, ..
+            } => prompts.len() * overrides.num_return_sequences.unwrap_or(1).max(1),
+            _ => self.texts().len(),
+        }
     }
 
-    /// The input texts.
+    /// The input texts (none for tokenized prompts).
     pub fn texts(&self) -> &[String] {
         match self {
             Work::Generate { texts, .. }
@@ -218,13 +242,14 @@ impl Work {
             | Work::Classify { texts, .. }
             | Work::Ner { texts, .. }
             | Work::FillMask { texts, .. } => texts,
+            Work::Complete { .. } => &[],
         }
     }
 
     /// Whether `other` may run in the same pipeline call as `self`: same kind, and for
     /// generation the same task and options (one decoding configuration per batch); NER needs
     /// the same aggregation. Classification and fill-mask options apply after the model, so
-    /// they mix.
+    /// they mix. Causal-LM prompts stream and stop row by row, so streamed ones join too.
     pub fn can_join(&self, other: &Work) -> bool {
         match (self, other) {
             (
@@ -241,6 +266,9 @@ impl Work {
                     ..
                 },
             ) => t1 == t2 && o1 == o2,
+            (Work::Complete { overrides: o1, .. }, Work::Complete { overrides: o2, .. }) => {
+                o1 == o2
+            }
             (Work::Embed { .. }, Work::Embed { .. })
             | (Work::Classify { .. }, Work::Classify { .. })
             | (Work::FillMask { .. }, Work::FillMask { .. }) => true,
@@ -263,6 +291,8 @@ pub enum Output {
     Ner(Vec<Vec<Entity>>),
     /// Per input, per mask, the proposals.
     FillMask(Vec<Vec<Vec<MaskFill>>>),
+    /// One output per prompt.
+    Complete(Vec<CompletionOutput>),
 }
 
 impl Output {
@@ -273,6 +303,11 @@ impl Output {
                 .iter()
                 .flat_map(|o| &o.sequences)
                 .map(|s| s.token_ids.len())
+                .sum(),
+            Output::Complete(outs) => outs
+                .iter()
+                .flat_map(|o| &o.completions)
+                .map(|c| c.token_ids.len())
                 .sum(),
             _ => 0,
         }
@@ -286,9 +321,10 @@ pub struct ModelInfo {
     pub id: String,
     /// Its kind.
     pub kind: ModelKind,
-    /// The model folder.
+    /// The model folder (a causal LM's GGUF file).
     pub dir: PathBuf,
-    /// The longest input, in tokens, the pipeline takes before truncating.
+    /// The longest input, in tokens, the pipeline takes before truncating (a causal LM's
+    /// context window, prompt and completion together).
     pub input_limit: usize,
 }
 
@@ -299,25 +335,35 @@ impl Backend {
             reference: spec.reference.clone(),
             source,
         };
+        let load_err = |source| ServerError::Load {
+            reference: spec.reference.clone(),
+            source,
+        };
+        // Prompts over the context are refused, never truncated: no `max_input_tokens` here.
+        let causal = |reference: &str| {
+            TextGenerationPipeline::load(reference, &LoadOptions::default())
+                .map(|p| Backend::CausalLm(Box::new(p)))
+                .map_err(load_err)
+        };
         let dir = match lmrs_io::resolve(&spec.reference, spec.revision.as_deref())
             .map_err(folder_err)?
         {
             lmrs_io::ModelSource::HfFolder(dir) => dir,
             lmrs_io::ModelSource::Gguf(path) => {
-                return Err(ServerError::Config(format!(
-                    "{} is a GGUF file; lmrs serve loads Hugging Face folders (causal LMs are \
-                     not served yet)",
-                    path.display()
-                )))
+                return match spec.kind {
+                    None | Some(ModelKind::CausalLm) => causal(&path.to_string_lossy()),
+                    Some(k) => Err(ServerError::Config(format!(
+                        "{} is a GGUF file, which holds a causal language model; it cannot \
+                         serve the {} task",
+                        path.display(),
+                        k.name()
+                    ))),
+                };
             }
         };
         let kind = match spec.kind {
             Some(k) => k,
             None => ModelKind::detect(&dir).map_err(ServerError::Config)?,
-        };
-        let load_err = |source| ServerError::Load {
-            reference: spec.reference.clone(),
-            source,
         };
         let reference = dir.to_string_lossy().into_owned();
         let tokenizer = || TextTokenizer::load(&dir).map_err(load_err);
@@ -350,6 +396,7 @@ impl Backend {
                 Box::new(FillMaskPipeline::load(&reference, None).map_err(load_err)?),
                 tokenizer()?,
             ),
+            ModelKind::CausalLm => causal(&reference)?,
         })
     }
 
@@ -361,6 +408,7 @@ impl Backend {
             Backend::Classification(..) => ModelKind::Classification,
             Backend::TokenClassification(..) => ModelKind::TokenClassification,
             Backend::FillMask(..) => ModelKind::FillMask,
+            Backend::CausalLm(_) => ModelKind::CausalLm,
         }
     }
 
@@ -372,6 +420,7 @@ impl Backend {
             Backend::Classification(p, _) => p.model_dir(),
             Backend::TokenClassification(p, _) => p.model_dir(),
             Backend::FillMask(p, _) => p.model_dir(),
+            Backend::CausalLm(p) => p.source(),
         }
     }
 
@@ -385,6 +434,7 @@ impl Backend {
             Backend::TokenClassification(..) | Backend::FillMask(..) => {
                 encoder_limit(self.model_dir())
             }
+            Backend::CausalLm(p) => p.model().max_positions(),
         }
     }
 
@@ -394,6 +444,7 @@ impl Backend {
         let tokenizer = match self {
             Backend::Seq2Seq(p) => p.tokenizer(),
             Backend::Embedding(p) => p.tokenizer(),
+            Backend::CausalLm(p) => p.tokenizer(),
             Backend::Classification(_, t)
             | Backend::TokenClassification(_, t)
             | Backend::FillMask(_, t) => t,
@@ -408,11 +459,14 @@ impl Backend {
 
     /// Run compatible works ([`Work::can_join`]) as one batch of at most `batch_size` rows
     /// per model call; one output per work, in order. An error fails every work of the batch
-    /// (the caller reruns them one by one to find the culprit).
+    /// (the caller reruns them one by one to find the culprit). `cancelled(i)` tells whether
+    /// work `i`'s client has gone; a causal LM stops that work's rows at the next step (its
+    /// output is then cut short and should be dropped).
     pub fn run(
         &self,
         works: &[&Work],
         batch_size: usize,
+        cancelled: &dyn Fn(usize) -> bool,
     ) -> Result<Vec<Output>, lmrs_pipelines::PipelineError> {
         let texts: Vec<String> = works.iter().flat_map(|w| w.texts().to_vec()).collect();
         let sizes: Vec<usize> = works.iter().map(|w| w.rows()).collect();
@@ -444,6 +498,9 @@ impl Backend {
                     .into_iter()
                     .map(Output::Generate)
                     .collect()
+            }
+            (Backend::CausalLm(p), Some(Work::Complete { overrides, .. })) => {
+                run_causal(p, works, overrides, batch_size, cancelled)?
             }
             (Backend::Embedding(p), Some(Work::Embed { .. })) => {
                 split(p.embed(&texts, batch_size)?, &sizes)
@@ -531,6 +588,71 @@ impl Backend {
     }
 }
 
+/// One `generate_ids` call over every prompt of `works` (which share `overrides`), at most
+/// `batch_size` rows per model batch; streamed pieces go to their work's channel and a
+/// cancelled work's rows stop at the next step.
+fn run_causal(
+    p: &TextGenerationPipeline,
+    works: &[&Work],
+    overrides: &GenerationConfig,
+    batch_size: usize,
+    cancelled: &dyn Fn(usize) -> bool,
+) -> Result<Vec<Output>, lmrs_pipelines::PipelineError> {
+    let mut prompts = Vec::new();
+    // Per prompt: (work, prompt index in that work).
+    let mut owner = Vec::new();
+    let mut sizes = Vec::with_capacity(works.len());
+    for (w, work) in works.iter().enumerate() {
+        if let Work::Complete { prompts: ps, .. } = work {
+            prompts.extend(ps.iter().cloned());
+            owner.extend((0..ps.len()).map(|i| (w, i)));
+            sizes.push(ps.len());
+        } else {
+            sizes.push(0);
+        }
+    }
+    let streams: Vec<Option<&UnboundedSender<(usize, String)>>> = works
+        .iter()
+        .map(|w| match w {
+            Work::Complete { stream, .. } => stream.as_ref(),
+            _ => None,
+        })
+        .collect();
+    let per_prompt = overrides.num_return_sequences.unwrap_or(1).max(1);
+    // A streamed request's choices are separate prompts (one sequence each); they stay in one
+    // model batch, as `num_return_sequences` would, so seeded choices never repeat.
+    let rows = prompts.len() * per_prompt;
+    let streaming = streams.iter().any(Option::is_some);
+    let cap = if streaming {
+        batch_size.max(rows)
+    } else {
+        batch_size
+    };
+    let mut send = |i: usize, piece: &str| {
+        let (w, r) = owner[i];
+        if let Some(tx) = streams[w] {
+            let _ = tx.send((r, piece.to_string()));
+        }
+    };
+    let cancel = |i: usize| cancelled(owner[i].0);
+    let opts = RunOptions {
+        batch_size: (cap / per_prompt).max(1),
+        on_text: None,
+        on_progress: None,
+    };
+    let outs = p.generate_ids_hooked(
+        &prompts,
+        overrides,
+        opts,
+        streaming.then_some(&mut send as _),
+        Some(&cancel),
+    )?;
+    Ok(split(outs, &sizes)
+        .into_iter()
+        .map(Output::Complete)
+        .collect())
+}
+
 /// Split `items` into consecutive groups of `sizes`.
 fn split<T>(items: Vec<T>, sizes: &[usize]) -> Vec<Vec<T>> {
     let mut it = items.into_iter();
@@ -593,7 +715,8 @@ mod tests {
             ModelKind::from_name("ner"),
             Some(ModelKind::TokenClassification)
         );
-        assert_eq!(ModelKind::from_name("chat"), None);
+        assert_eq!(ModelKind::from_name("chat"), Some(ModelKind::CausalLm));
+        assert_eq!(ModelKind::from_name("robot"), None);
     }
 
     #[test]
@@ -636,5 +759,20 @@ mod tests {
         };
         assert!(ner(Aggregation::First).can_join(&ner(Aggregation::First)));
         assert!(!ner(Aggregation::First).can_join(&ner(Aggregation::Simple)));
+        // Causal prompts: equal options join, streamed or not; rows count the sequences.
+        let complete = |max: usize, n: usize, stream: bool| Work::Complete {
+            prompts: vec![vec![1, 2], vec![3]],
+            overrides: Box::new(GenerationConfig {
+                max_new_tokens: Some(max),
+                num_return_sequences: Some(n),
+                ..Default::default()
+            }),
+            stream: stream.then(|| tokio::sync::mpsc::unbounded_channel().0),
+        };
+        assert!(complete(8, 1, false).can_join(&complete(8, 1, true)));
+        assert!(!complete(8, 1, false).can_join(&complete(9, 1, false)));
+        assert!(!complete(8, 1, false).can_join(&embed));
+        assert_eq!(complete(8, 3, false).rows(), 6);
+        assert!(complete(8, 1, false).texts().is_empty());
     }
 }

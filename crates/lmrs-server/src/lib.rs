@@ -14,39 +14,32 @@
 //!    pipeline call ([`Work::can_join`]), up to `--max-batch-size` inputs, runs them through
 //!    [`Backend::run`] and replies to each through a oneshot channel.
 //! 4. A client that disconnects drops its handler and so the reply receiver; a queued job whose
-//!    receiver is gone is skipped. `--request-timeout` does the same for slow requests.
+//!    receiver is gone is skipped, and a causal LM stops a running job's rows.
+//!    `--request-timeout` does the same for slow requests.
 //! 5. On shutdown (SIGTERM/SIGINT, or the future given to [`Server::serve`]) the listener stops
 //!    accepting, `/health` answers 503, in-flight requests finish within the grace period, the
 //!    queue closes and the model threads stop.
 //!
-//! # Adding a causal language model (completions and chat)
-//! The wire types are in [`openai`] ([`openai::CompletionRequest`],
-//! [`openai::ChatCompletionRequest`], responses, streaming chunks, [`openai::StopMatcher`]) and
-//! [`openai::SamplingParams::generation_config`] maps the OpenAI sampling fields (`max_tokens`,
-//! `temperature`, `top_p`, `n`, `seed`, `stop`) to a [`lmrs_generate::GenerationConfig`]. To
-//! serve a decoder-only model (`lmrs_pipelines::TextGenerationPipeline`):
-//! 1. `ModelKind::CausalLm` (routes `/v1/completions`, `/v1/chat/completions`), detected in
-//!    [`ModelKind::detect`] (GGUF files and `*ForCausalLM`, as `lmrs_pipelines::is_causal_model`
-//!    does), and `Backend::CausalLm(Box<TextGenerationPipeline>)` loaded in [`Backend::load`].
-//! 2. `Work::Complete { prompts: Vec<Vec<u32>>, overrides: Box<GenerationConfig>, stream }`:
-//!    the handlers tokenize (`chat_prompt(messages)` for chat, the tokenizer for completions),
-//!    count prompt tokens against the input limit and queue it; [`Backend::run`] calls
-//!    `generate_ids` with the batch's prompts and splits the `CompletionOutput`s back.
-//!    [`Work::can_join`]: equal overrides, no stream, no seeded sampling (as for seq2seq).
-//! 3. In the two handlers of `routes.rs`, replace the `unsupported` answer with: queue, then
-//!    build [`openai::CompletionResponse`] / [`openai::ChatCompletionResponse`] (`usage` from
-//!    `prompt_tokens` and the completions' token counts, `finish_reason` from the pipeline), or
-//!    stream [`openai::ChatCompletionChunk`]s as `stream_seq2seq` streams task pieces
-//!    (`data: {...}` events, then `data: [DONE]`; a usage chunk when
-//!    `stream_options.include_usage`). Greedy `n > 1` repeats the single choice.
-//! 4. `tools/server_client_test.py` already holds the client-side contract checks; run them
-//!    with `LMRS_SERVER_CHAT_MODEL=DIR scripts/test-server.sh`.
+//! # Completions and chat (causal language models)
+//! A GGUF file or a `*ForCausalLM` folder loads as [`Backend::CausalLm`]
+//! (`lmrs_pipelines::TextGenerationPipeline`); `lmrs serve` with no `--model` serves the default
+//! model. The handlers (`completions.rs`) render the chat template or tokenize the prompt,
+//! refuse a prompt that with `max_tokens` does not fit the context (400
+//! `context_length_exceeded`), map the sampling fields with
+//! [`openai::SamplingParams::generation_config`] and queue a [`Work::Complete`] of token ids.
+//! Requests with equal options that wait together run as one left-padded `generate_ids` batch
+//! (greedy results equal single runs on f32 weights; quantized kernels may round a near-tie
+//! differently in a batch); seeded sampling runs alone, since a row's draws depend on its place
+//! in the batch. Every prompt of a batch streams its own text (`stream: true` answers OpenAI's
+//! chunks), and a request whose client disconnects or times out stops its rows at the next
+//! decoding step while the rest of the batch goes on (`abandoned` in the metrics).
 //!
-//! Batching there is per request batch, like seq2seq; step-level batching (rows joining and
-//! leaving a running batch) needs a step API from the pipeline and belongs in that backend's
-//! own loop on the model thread.
+//! Batching is per request batch: a request that arrives while a batch decodes waits for the
+//! next one. Letting it join the running batch needs a KV cache that takes new rows at their
+//! own positions (the cache is preallocated per batch with each row's left padding).
 
 mod backend;
+mod completions;
 mod error;
 mod metrics;
 pub mod openai;

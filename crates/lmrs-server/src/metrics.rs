@@ -141,7 +141,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// A request refused or dropped: `queue_full`, `timeout`, `cancelled`, `shutting_down`.
+    /// A request refused or dropped: `queue_full`, `timeout`, `cancelled` (left while queued),
+    /// `abandoned` (left while running), `shutting_down`.
     pub fn rejected(&self, reason: &'static str) {
         *self.lock().rejected.entry(reason).or_default() += 1;
     }
@@ -238,7 +239,13 @@ impl Metrics {
             "# HELP lmrs_requests_rejected_total Requests refused or dropped, by reason."
         );
         let _ = writeln!(out, "# TYPE lmrs_requests_rejected_total counter");
-        for reason in ["queue_full", "timeout", "cancelled", "shutting_down"] {
+        for reason in [
+            "queue_full",
+            "timeout",
+            "cancelled",
+            "abandoned",
+            "shutting_down",
+        ] {
             let n = m.rejected.get(reason).copied().unwrap_or(0);
             let _ = writeln!(
                 out,

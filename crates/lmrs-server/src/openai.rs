@@ -2,9 +2,9 @@
 //! completions (with their streaming chunks), as the official `openai` client sends and reads
 //! them.
 //!
-//! Completions and chat need a causal language model; the types, their validation
-//! ([`SamplingParams::generation_config`]) and the stop-sequence matcher ([`StopMatcher`]) are
-//! here so the routes plug into a causal-LM backend without new wire types.
+//! Completions and chat need a causal language model; their validation
+//! ([`SamplingParams::generation_config`]) and the stop-sequence matcher for streamed text
+//! ([`StopMatcher`]) are here too.
 
 use crate::error::ApiError;
 use lmrs_generate::GenerationConfig;
@@ -277,6 +277,10 @@ pub struct SamplingParams {
     /// Tokens to generate at most (`max_completion_tokens` in chat wins over it).
     #[serde(default)]
     pub max_tokens: Option<usize>,
+    /// Tokens to generate at least, end-of-sequence suppressed until then (vLLM's extension;
+    /// with `max_tokens` it makes every request do the same work). Default 0.
+    #[serde(default)]
+    pub min_tokens: Option<usize>,
     /// 0 to 2; 0 is greedy. Default 1.
     #[serde(default)]
     pub temperature: Option<f64>,
@@ -379,6 +383,12 @@ impl SamplingParams {
             Some(m) => m,
             None => default_max_tokens.min(limit),
         };
+        if let Some(min) = self.min_tokens.filter(|&m| m > max_tokens) {
+            return Err(ApiError::bad_request(format!(
+                "`min_tokens` ({min}) must not be over `max_tokens` ({max_tokens})"
+            ))
+            .with_param("min_tokens"));
+        }
         let temperature = self.temperature.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
             return Err(ApiError::bad_request(format!(
@@ -407,6 +417,7 @@ impl SamplingParams {
         let sample = temperature > 0.0;
         Ok(GenerationConfig {
             max_new_tokens: Some(max_tokens),
+            min_new_tokens: self.min_tokens.filter(|&m| m > 0),
             do_sample: Some(sample),
             temperature: sample.then_some(temperature),
             top_p: sample.then_some(top_p),
@@ -850,6 +861,7 @@ mod tests {
             r#"{"presence_penalty": 1}"#,
             r#"{"stop": ["a", "b", "c", "d", "e"]}"#,
             r#"{"stop": ""}"#,
+            r#"{"max_tokens": 4, "min_tokens": 5}"#,
         ] {
             let p: SamplingParams = serde_json::from_str(bad).unwrap();
             let e = p.generation_config(16, 100).unwrap_err();

@@ -126,7 +126,9 @@ fn error_responses() -> Value {
 fn request_schema(path: &str) -> Option<Value> {
     let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
     let sampling = json!({
-        "max_tokens": {"type": "integer"}, "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "max_tokens": {"type": "integer"},
+        "min_tokens": {"type": "integer", "description": "vLLM extension: generate at least this many tokens."},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
         "top_p": {"type": "number"}, "n": {"type": "integer"}, "stream": {"type": "boolean"},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
         "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},

@@ -2,11 +2,12 @@
 //! OpenAI-style errors, and the handlers.
 
 use crate::backend::{Backend, ModelInfo, Output, Work};
+use crate::completions::{chat_completions, completions};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openai::{
-    base64_f32, ChatCompletionRequest, CompletionRequest, EmbeddingData, EmbeddingRequest,
-    EmbeddingResponse, EmbeddingVector, EncodingFormat, Input, Model, ModelList, Usage,
+    base64_f32, EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingVector,
+    EncodingFormat, Input, Model, ModelList, Usage,
 };
 use crate::tasks::{
     ClassifyData, ClassifyRequest, FillMaskData, FillMaskRequest, NerData, NerRequest, Seq2SeqData,
@@ -57,7 +58,7 @@ pub(crate) type AppState = Arc<Shared>;
 impl Shared {
     /// The input limit requests are held to: `--max-input-tokens`, never more than the
     /// pipeline takes (longer inputs are refused, never silently truncated).
-    fn input_limit(&self) -> usize {
+    pub(crate) fn input_limit(&self) -> usize {
         self.config
             .max_input_tokens
             .map_or(self.info.input_limit, |m| m.min(self.info.input_limit))
@@ -204,7 +205,7 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the handlers
 
-fn check_model(s: &Shared, model: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_model(s: &Shared, model: Option<&str>) -> Result<(), ApiError> {
     match model {
         Some(m) if m != s.info.id && !s.aliases.iter().any(|a| a == m) => {
             Err(ApiError::not_found(format!(
@@ -218,7 +219,7 @@ fn check_model(s: &Shared, model: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-fn unsupported(s: &Shared, what: &str) -> ApiError {
+pub(crate) fn unsupported(s: &Shared, what: &str) -> ApiError {
     ApiError::unsupported(format!(
         "the model '{}' is a {} model and does not support {what}; it serves {}",
         s.info.id,
@@ -259,7 +260,11 @@ fn check_texts(s: &Shared, texts: &[String], prefix: &str) -> Result<usize, ApiE
     Ok(total)
 }
 
-fn make_job(work: Work, exclusive: bool, input_tokens: usize) -> (Job, oneshot::Receiver<Reply>) {
+pub(crate) fn make_job(
+    work: Work,
+    exclusive: bool,
+    input_tokens: usize,
+) -> (Job, oneshot::Receiver<Reply>) {
     let (reply, rx) = oneshot::channel();
     (
         Job {
@@ -274,7 +279,7 @@ fn make_job(work: Work, exclusive: bool, input_tokens: usize) -> (Job, oneshot::
 }
 
 /// Queue a job; refuse at once when the queue is full or the server is stopping.
-fn enqueue(s: &Shared, job: Job) -> Result<(), ApiError> {
+pub(crate) fn enqueue(s: &Shared, job: Job) -> Result<(), ApiError> {
     if s.draining.load(Ordering::SeqCst) {
         s.metrics.rejected("shutting_down");
         return Err(ApiError::shutting_down());
@@ -305,13 +310,13 @@ async fn await_reply(s: &Shared, rx: oneshot::Receiver<Reply>) -> Reply {
 }
 
 /// Queue `work` and wait for its result (dropping this future cancels a queued job).
-async fn submit(s: &Shared, work: Work, exclusive: bool, input_tokens: usize) -> Reply {
+pub(crate) async fn submit(s: &Shared, work: Work, exclusive: bool, input_tokens: usize) -> Reply {
     let (job, rx) = make_job(work, exclusive, input_tokens);
     enqueue(s, job)?;
     await_reply(s, rx).await
 }
 
-fn unexpected() -> ApiError {
+pub(crate) fn unexpected() -> ApiError {
     ApiError::internal("the model returned a result of the wrong kind")
 }
 
@@ -381,36 +386,6 @@ async fn get_model(
 
 // ---------------------------------------------------------------------------------------------
 // OpenAI routes
-
-async fn completions(
-    State(s): State<AppState>,
-    JsonBody(req): JsonBody<CompletionRequest>,
-) -> Result<Response, ApiError> {
-    check_model(&s, Some(&req.model))?;
-    req.validate()?;
-    req.sampling
-        .generation_config(16, s.config.max_new_tokens_limit)?;
-    // A causal-LM backend queues `Work::Complete` here (see the crate docs).
-    Err(unsupported(
-        &s,
-        "/v1/completions (it needs a causal language model)",
-    ))
-}
-
-async fn chat_completions(
-    State(s): State<AppState>,
-    JsonBody(req): JsonBody<ChatCompletionRequest>,
-) -> Result<Response, ApiError> {
-    check_model(&s, Some(&req.model))?;
-    req.validate()?;
-    let limit = s.config.max_new_tokens_limit;
-    req.sampling().generation_config(limit, limit)?;
-    // A causal-LM backend renders the chat template and queues `Work::Complete` here.
-    Err(unsupported(
-        &s,
-        "/v1/chat/completions (it needs a causal language model with a chat template)",
-    ))
-}
 
 async fn embeddings(
     State(s): State<AppState>,

@@ -4,7 +4,8 @@
 //! answers 429). A model thread takes the oldest job and every waiting job that can share its
 //! pipeline call ([`crate::Work::can_join`]) up to `max_batch_size` inputs, runs them as one
 //! batch and replies to each. Jobs whose client has gone (the reply channel is closed: the
-//! connection dropped or the request timed out) are dropped without running. A panic or an
+//! connection dropped or the request timed out) are dropped without running; a causal LM also
+//! stops a gone client's rows inside a running batch (counted as `abandoned`). A panic or an
 //! error in a batch of several jobs is retried job by job so one bad input fails only its own
 //! request.
 
@@ -25,7 +26,8 @@ pub type Reply = Result<Output, ApiError>;
 pub struct Job {
     /// What to compute.
     pub work: Work,
-    /// Run alone (seeded sampling or streaming: the result would depend on batch neighbours).
+    /// Run alone (seeded sampling, seq2seq streaming: the result would depend on batch
+    /// neighbours).
     pub exclusive: bool,
     /// Input tokens, for metrics.
     pub input_tokens: usize,
@@ -183,7 +185,10 @@ fn run_batch(backend: &Backend, batch: Vec<Job>, metrics: &Metrics, max_batch_si
     metrics.batch_started(rows);
     let start = Instant::now();
     let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
-    let result = catch_unwind(AssertUnwindSafe(|| backend.run(&works, max_batch_size)));
+    let cancelled = |i: usize| batch[i].cancelled();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        backend.run(&works, max_batch_size, &cancelled)
+    }));
     let elapsed = start.elapsed();
     let mut stats = BatchStats {
         rows,
@@ -197,6 +202,9 @@ fn run_batch(backend: &Backend, batch: Vec<Job>, metrics: &Metrics, max_batch_si
             stats.generated_tokens = outputs.iter().map(Output::generated_tokens).sum();
             metrics.batch_done(stats);
             for (job, out) in batch.into_iter().zip(outputs) {
+                if job.cancelled() {
+                    metrics.rejected("abandoned");
+                }
                 let _ = job.reply.send(Ok(out));
             }
         }

@@ -510,8 +510,10 @@ unsafe fn dot_rows_avx2<const SIGNED: bool>(
 ) {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); XTILE];
-    let mut offs = [0f32; XTILE];
+    // Two accumulators per row, alternating by block like the single-row kernels, so a row
+    // sums in the same order whether it is decoded alone or in a batch.
+    let mut acc = [[_mm256_setzero_ps(); 2]; XTILE];
+    let mut offs = [[0f32; 2]; XTILE];
     let bb = if SIGNED {
         Q5_0_BLOCK_BYTES
     } else {
@@ -528,13 +530,14 @@ unsafe fn dot_rows_avx2<const SIGNED: bool>(
             let (wu, xq) = unsafe { unsigned_pair::<SIGNED>(wq, xq) };
             // u8 × i8 pairs summed to i16 (|16·127·2| fits), then pairs to i32.
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, xq), ones);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), acc[r]);
-            offs[r] += m * xb.s;
+            let a = &mut acc[r][b & 1];
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), *a);
+            offs[r][b & 1] += m * xb.s;
         }
     }
     for r in 0..rows {
         // SAFETY: plain register arithmetic.
-        out[r] = unsafe { hsum(acc[r]) } + offs[r];
+        out[r] = unsafe { hsum(_mm256_add_ps(acc[r][0], acc[r][1])) } + offs[r][0] + offs[r][1];
     }
 }
 
@@ -627,6 +630,15 @@ mod tests {
                     assert!((a[r] - b[r]).abs() < 1e-4, "{f:?}: {a:?} vs {b:?}");
                 }
             }
+            // A row gives bit-identical results alone or in a batch (batched == single).
+            dot_rows(f, row, &xq, 2, 3, has_avx2(), &mut b);
+            let alone = dot_one(f, row, &xq[2..4], 2, has_avx2());
+            assert_eq!(
+                alone.to_bits(),
+                b[1].to_bits(),
+                "{f:?}: {alone} vs {}",
+                b[1]
+            );
             // The single-row entry point (VNNI where available).
             let one = dot_one(f, row, &xq, 2, has_avx2());
             dot_rows(f, row, &xq, 2, 1, false, &mut a);
