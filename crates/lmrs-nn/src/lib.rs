@@ -8,6 +8,7 @@ mod activation;
 mod attention;
 mod causal_cache;
 mod embedding;
+mod gated_mlp;
 pub mod kernels;
 mod kv_cache;
 mod linear;
@@ -22,6 +23,7 @@ pub use attention::{
 };
 pub use causal_cache::{CacheShape, CausalCache};
 pub use embedding::Embedding;
+pub use gated_mlp::GatedMlp;
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use norm::{LayerNorm, RmsNorm};

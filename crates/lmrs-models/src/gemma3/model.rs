@@ -9,8 +9,8 @@ use crate::Result as LoadResult;
 use lmrs_core::{CausalLm, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
 use lmrs_io::Weights;
 use lmrs_nn::{
-    apply_rope, attend_grouped, merge_heads, CausalCache, Embedding, Linear, RmsNorm,
-    RotaryEmbedding,
+    apply_rope, attend_grouped, merge_heads, Activation, CausalCache, Embedding, GatedMlp, Linear,
+    RmsNorm, RotaryEmbedding,
 };
 
 /// `Gemma3Attention`.
@@ -79,32 +79,6 @@ impl Attention {
     }
 }
 
-/// `Gemma3MLP`: `down(gelu_tanh(gate(x)) * up(x))`.
-#[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-impl Mlp {
-    fn load(w: &Weights, cfg: &Gemma3Config) -> LoadResult<Self> {
-        let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
-        Ok(Self {
-            gate_proj: Linear::load(&w.pp("gate_proj"), d, f, false)?,
-            up_proj: Linear::load(&w.pp("up_proj"), d, f, false)?,
-            down_proj: Linear::load(&w.pp("down_proj"), f, d, false)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.gelu()?;
-        Ok(self
-            .down_proj
-            .forward(&(gate * self.up_proj.forward(x)?)?)?)
-    }
-}
-
 /// `Gemma3DecoderLayer`.
 #[derive(Debug, Clone)]
 struct Block {
@@ -112,7 +86,7 @@ struct Block {
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
     pre_feedforward_layernorm: RmsNorm,
-    mlp: Mlp,
+    mlp: GatedMlp,
     post_feedforward_layernorm: RmsNorm,
     kind: usize,
 }
@@ -172,7 +146,13 @@ impl Gemma3 {
                     d,
                     eps,
                 )?,
-                mlp: Mlp::load(&l.pp("mlp"), &cfg)?,
+                mlp: GatedMlp::load(
+                    &l.pp("mlp"),
+                    d,
+                    cfg.intermediate_size,
+                    false,
+                    Activation::GeluTanh,
+                )?,
                 post_feedforward_layernorm: RmsNorm::load_offset(
                     &l.pp("post_feedforward_layernorm"),
                     d,

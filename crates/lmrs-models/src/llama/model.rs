@@ -7,8 +7,8 @@ use crate::Result as LoadResult;
 use lmrs_core::{CausalLm, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
 use lmrs_io::Weights;
 use lmrs_nn::{
-    apply_rope, attend_grouped, merge_heads, CausalCache, Embedding, Linear, RmsNorm,
-    RotaryEmbedding,
+    apply_rope, attend_grouped, merge_heads, Activation, CausalCache, Embedding, GatedMlp, Linear,
+    RmsNorm, RotaryEmbedding,
 };
 
 /// `LlamaAttention` with grouped key/value heads.
@@ -67,39 +67,13 @@ impl Attention {
     }
 }
 
-/// `LlamaMLP`: `down(silu(gate(x)) * up(x))`.
-#[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-impl Mlp {
-    fn load(w: &Weights, cfg: &LlamaConfig) -> LoadResult<Self> {
-        let (d, f, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
-        Ok(Self {
-            gate_proj: Linear::load(&w.pp("gate_proj"), d, f, bias)?,
-            up_proj: Linear::load(&w.pp("up_proj"), d, f, bias)?,
-            down_proj: Linear::load(&w.pp("down_proj"), f, d, bias)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        Ok(self
-            .down_proj
-            .forward(&(gate * self.up_proj.forward(x)?)?)?)
-    }
-}
-
 /// `LlamaDecoderLayer`.
 #[derive(Debug, Clone)]
 struct Block {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+    mlp: GatedMlp,
 }
 
 /// Per-forward position data shared by every layer.
@@ -139,7 +113,13 @@ impl Llama {
                         d,
                         cfg.rms_norm_eps,
                     )?,
-                    mlp: Mlp::load(&l.pp("mlp"), &cfg)?,
+                    mlp: GatedMlp::load(
+                        &l.pp("mlp"),
+                        d,
+                        cfg.intermediate_size,
+                        cfg.mlp_bias,
+                        Activation::Silu,
+                    )?,
                 })
             })
             .collect::<LoadResult<Vec<_>>>()?;
