@@ -27,7 +27,7 @@ fi
 
 echo "== build lmrs"
 cargo build --quiet -p lmrs-cli
-BIN=target/debug/lmrs
+BIN="${CARGO_TARGET_DIR:-target}/debug/lmrs"
 
 TMP=$(mktemp -d)
 PIDS=()
