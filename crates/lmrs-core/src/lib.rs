@@ -10,4 +10,6 @@ mod error;
 mod traits;
 
 pub use error::{Error, Result};
-pub use traits::{CausalLm, DecoderCache, Encoder, LogitsFor, Seq2SeqLm, SpecialTokens, StepModel};
+pub use traits::{
+    CausalLm, DecoderCache, Encoder, JoinRows, LogitsFor, Seq2SeqLm, SpecialTokens, StepModel,
+};

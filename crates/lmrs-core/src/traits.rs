@@ -22,6 +22,17 @@ pub trait DecoderCache {
     fn reorder(&mut self, rows: &[usize]) -> Result<()>;
 }
 
+/// A decoding cache whose rows can be gathered from several caches into one batch: prompts
+/// prefilled one by one then decode together, and a request joins a running batch between two
+/// steps.
+pub trait JoinRows: Sized {
+    /// One cache holding the rows of `parts` in order, aligned on their last stored slot (a row
+    /// with less history gets more left padding), with room for `room` more positions. Slots
+    /// that only padding occupies in every row of a part are dropped, so a long-running batch
+    /// does not grow with the history of rows that already left.
+    fn join_rows(parts: Vec<Self>, room: usize) -> Result<Self>;
+}
+
 /// Token ids a model's configuration declares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpecialTokens {
@@ -83,7 +94,7 @@ pub enum LogitsFor {
 /// may be left-padded (the cache knows each row's padding); logits are f32.
 pub trait CausalLm {
     /// The decoding state of one batch.
-    type Cache: DecoderCache;
+    type Cache: DecoderCache + JoinRows;
 
     /// An empty cache for `batch` rows with room for `max_len` positions (padding included),
     /// `left_padding[i]` leading padding slots in row `i`.

@@ -1,11 +1,15 @@
 //! [`CausalSession`]: the [`StepModel`] of any decoder-only model ([`CausalLm`]).
 //!
-//! Prompts of different lengths are left-padded into one batch. The session first runs every
-//! prompt token but the last through the model in one forward pass (prefill, no logits); each
-//! step then feeds one token per row. Without a cache (`use_cache = false`, the reference for
-//! "cached == uncached" parity tests) each step recomputes every row's whole history.
+//! Each prompt's tokens but the last are run through the model on their own (prefill, no
+//! logits); the prefilled caches are then joined into one left-padded batch
+//! ([`JoinRows::join_rows`]) and each step feeds one token per row. Prefilling prompts one by one
+//! makes every row's prompt computation exactly its single run: a padded batched prefill goes
+//! through other matmul shapes, and with quantized weights (8-bit activation rounding) that
+//! was enough to flip near-ties between batched and single runs. Without a cache
+//! (`use_cache = false`, the reference for "cached == uncached" parity tests) each step
+//! recomputes every row's whole history.
 
-use lmrs_core::{CausalLm, Device, Error, LogitsFor, Result, StepModel, Tensor};
+use lmrs_core::{CausalLm, Device, Error, JoinRows, LogitsFor, Result, StepModel, Tensor};
 
 enum Decoding<C> {
     Cached(C),
@@ -33,6 +37,16 @@ fn left_pad(rows: &[&[u32]], device: &Device) -> Result<(Tensor, Vec<usize>)> {
         ids.extend_from_slice(r);
     }
     Ok((Tensor::from_vec(ids, (rows.len(), len), device)?, pads))
+}
+
+/// A one-row cache holding `tokens` (none: an empty cache), computed without logits.
+pub(crate) fn prefill<M: CausalLm>(model: &M, tokens: &[u32], device: &Device) -> Result<M::Cache> {
+    let mut cache = model.new_cache(&[0], tokens.len().max(1))?;
+    if !tokens.is_empty() {
+        let ids = Tensor::from_slice(tokens, (1, tokens.len()), device)?;
+        model.forward(&ids, &mut cache, LogitsFor::Nothing)?;
+    }
+    Ok(cache)
 }
 
 fn last_logits(logits: Option<Tensor>) -> Result<Tensor> {
@@ -63,13 +77,11 @@ impl<'m, M: CausalLm> CausalSession<'m, M> {
         }
         let decoding = if use_cache {
             // Everything but each row's last token; the first step feeds the last ones.
-            let heads: Vec<&[u32]> = prompts.iter().map(|p| &p[..p.len() - 1]).collect();
-            let (ids, pads) = left_pad(&heads, device)?;
-            let mut cache = model.new_cache(&pads, longest - 1 + max_new_tokens.max(1))?;
-            if longest > 1 {
-                model.forward(&ids, &mut cache, LogitsFor::Nothing)?;
-            }
-            Decoding::Cached(cache)
+            let parts = prompts
+                .iter()
+                .map(|p| prefill(model, &p[..p.len() - 1], device))
+                .collect::<Result<Vec<_>>>()?;
+            Decoding::Cached(M::Cache::join_rows(parts, max_new_tokens.max(1))?)
         } else {
             Decoding::Uncached {
                 history: prompts.iter().map(|p| p[..p.len() - 1].to_vec()).collect(),

@@ -167,7 +167,7 @@ pub(crate) struct RowLimits {
 }
 
 impl RowLimits {
-    fn new(cfg: &ResolvedConfig, prompt_len: usize) -> Self {
+    pub(crate) fn new(cfg: &ResolvedConfig, prompt_len: usize) -> Self {
         Self {
             prompt_len,
             max_length: cfg.max_length.total(prompt_len),
@@ -183,7 +183,7 @@ pub(crate) struct SeedSource {
 }
 
 impl SeedSource {
-    fn new(seed: Option<u64>) -> Self {
+    pub(crate) fn new(seed: Option<u64>) -> Self {
         Self {
             seed: seed.unwrap_or_else(rand::random),
         }

@@ -8,13 +8,16 @@
 //!   beam search.
 //! * [`Seq2SeqSession`]: the step function of any encoder-decoder ([`lmrs_core::Seq2SeqLm`]).
 //! * [`CausalSession`]: the step function of any decoder-only model ([`lmrs_core::CausalLm`]),
-//!   with left-padded batches and a one-pass prompt prefill.
+//!   with left-padded batches of prompts prefilled one by one.
+//! * [`DecodeBatch`]: greedy search and sampling over a batch that rows join and leave between
+//!   steps (continuous batching), each row with its own configuration.
 //!
 //! The crate names no concrete model.
 
 mod beam;
 pub mod causal;
 pub mod config;
+pub mod continuous;
 mod generate;
 pub mod processors;
 mod search;
@@ -24,6 +27,7 @@ pub mod warpers;
 
 pub use causal::CausalSession;
 pub use config::{ConfigError, EarlyStopping, GenerationConfig, LengthLimit, ResolvedConfig};
+pub use continuous::{DecodeBatch, RowPolicy, StepOutcome};
 pub use generate::{
     generate, generate_hooked, generate_resolved, GeneratedSequence, Hooks, StopCheck,
     TokenCallback,

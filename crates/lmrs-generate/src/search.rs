@@ -70,25 +70,12 @@ pub(crate) fn greedy_or_sample<M: StepModel + ?Sized>(
         let mut keep = Vec::with_capacity(active.len());
         for (slot, scores) in data.chunks_mut(vocab).enumerate() {
             let row = &mut rows[active[slot]];
-            let ctx = RowContext {
-                history: &row.tokens,
-                min_length: row.limits.min_length,
-                max_length: row.limits.max_length,
-            };
-            run.processors.apply(&ctx, scores);
-            let token = match (run.warpers, row.rng.as_mut()) {
-                (Some(warpers), Some(rng)) => {
-                    warpers.apply(scores);
-                    sample(scores, rng)?
-                }
-                _ => argmax(scores),
-            } as u32;
-            row.tokens.push(token);
+            let (token, done) =
+                advance(run, &mut row.tokens, &row.limits, row.rng.as_mut(), scores)?;
             if let Some(cb) = on_token.as_deref_mut() {
                 cb(row.input, token);
             }
-            let finished = run.cfg.eos.contains(&token)
-                || row.tokens.len() >= row.limits.max_length
+            let finished = done
                 || stop
                     .as_deref_mut()
                     .is_some_and(|f| f(row.input, &row.tokens));
@@ -112,4 +99,32 @@ pub(crate) fn greedy_or_sample<M: StepModel + ?Sized>(
         });
     }
     Ok(out)
+}
+
+/// Decide one row's next token from its `scores` (processors, then for sampling the warpers and
+/// a draw from `rng`, else argmax) and append it to `tokens`. Returns the token and whether the
+/// row is finished (an EOS id, or its maximum length).
+pub(crate) fn advance(
+    run: &Run<'_>,
+    tokens: &mut Vec<u32>,
+    limits: &RowLimits,
+    rng: Option<&mut StdRng>,
+    scores: &mut [f32],
+) -> Result<(u32, bool)> {
+    let ctx = RowContext {
+        history: tokens,
+        min_length: limits.min_length,
+        max_length: limits.max_length,
+    };
+    run.processors.apply(&ctx, scores);
+    let token = match (run.warpers, rng) {
+        (Some(warpers), Some(rng)) => {
+            warpers.apply(scores);
+            sample(scores, rng)?
+        }
+        _ => argmax(scores),
+    } as u32;
+    tokens.push(token);
+    let finished = run.cfg.eos.contains(&token) || tokens.len() >= limits.max_length;
+    Ok((token, finished))
 }

@@ -7,7 +7,7 @@
 
 use crate::attention::MASKED;
 use crate::KvCache;
-use lmrs_core::{DType, DecoderCache, Device, Error, Result, Tensor};
+use lmrs_core::{DType, DecoderCache, Device, Error, JoinRows, Result, Tensor};
 
 /// Per-layer key/value caches and per-row left padding.
 #[derive(Debug, Clone)]
@@ -151,6 +151,53 @@ impl DecoderCache for CausalCache {
     }
 }
 
+impl JoinRows for CausalCache {
+    fn join_rows(parts: Vec<Self>, room: usize) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::InvalidInput("join_rows: no caches to join".into()))?;
+        let layers = first.layers.len();
+        let device = first.device.clone();
+        if let Some(c) = parts.iter().find(|c| c.layers.len() != layers) {
+            return Err(Error::InvalidInput(format!(
+                "join_rows: a {}-layer cache with a {layers}-layer one",
+                c.layers.len()
+            )));
+        }
+        // Per part: the leading slots every row pads (dropped) and the slots kept.
+        let spans: Vec<(usize, usize)> = parts
+            .iter()
+            .map(|c| {
+                let len = c.len();
+                let trim = c.pad.iter().copied().min().unwrap_or(0).min(len);
+                (trim, len - trim)
+            })
+            .collect();
+        let len = spans.iter().map(|&(_, kept)| kept).max().unwrap_or(0);
+        let capacity = len + room;
+        let joined = (0..layers)
+            .map(|i| {
+                let placed: Vec<(&KvCache, usize, usize)> = parts
+                    .iter()
+                    .zip(&spans)
+                    .map(|(c, &(trim, kept))| (&c.layers[i], trim, len - kept))
+                    .collect();
+                KvCache::gather(&placed, capacity, len)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pad = parts
+            .iter()
+            .zip(&spans)
+            .flat_map(|(c, &(trim, kept))| c.pad.iter().map(move |&p| p - trim + (len - kept)))
+            .collect();
+        Ok(Self {
+            layers: joined,
+            pad,
+            device,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +226,52 @@ mod tests {
         assert_eq!(vis(1, 3), vec![2, 3]);
         c.reorder(&[1, 1, 0])?;
         assert_eq!(c.left_padding(), &[2, 2, 0]);
+        Ok(())
+    }
+
+    #[test]
+    fn joined_rows_keep_their_positions() -> Result<()> {
+        let shape = |batch, max_len| CacheShape {
+            batch,
+            layers: 2,
+            kv_heads: 1,
+            head_dim: 1,
+            max_len,
+        };
+        let fill = |c: &mut CausalCache, t: usize| -> Result<()> {
+            let b = c.rows();
+            for i in 0..2 {
+                let x = Tensor::ones((b, 1, t, 1), DType::F32, &Device::Cpu)?;
+                c.layer(i)?.append(&x, &x)?;
+            }
+            Ok(())
+        };
+        // Two rows with 3 and 1 real tokens, left-padded by one more slot than needed.
+        let mut a = CausalCache::new(shape(2, 8), DType::F32, &Device::Cpu)?;
+        a.set_left_padding(&[1, 3])?;
+        fill(&mut a, 4)?;
+        // One row with 5 tokens; one with none yet (a one-token prompt).
+        let mut b = CausalCache::new(shape(1, 5), DType::F32, &Device::Cpu)?;
+        fill(&mut b, 5)?;
+        let c = CausalCache::new(shape(1, 1), DType::F32, &Device::Cpu)?;
+        let mut j = CausalCache::join_rows(vec![a, b, c], 4)?;
+        assert_eq!(j.len(), 5);
+        assert_eq!(j.capacity(), 9);
+        assert_eq!(j.left_padding(), &[2, 4, 0, 5]);
+        // Each row's next position is its own history length.
+        assert_eq!(j.positions(1), vec![3, 1, 5, 0]);
+        // Stored slots are ones (the fill wrote padding slots too, as a model does); slots no
+        // part held are zeros.
+        let k = j.layer(1)?.append(
+            &Tensor::zeros((4, 1, 1, 1), DType::F32, &Device::Cpu)?,
+            &Tensor::zeros((4, 1, 1, 1), DType::F32, &Device::Cpu)?,
+        )?;
+        let rows: Vec<Vec<f32>> = k.0.squeeze(3)?.squeeze(1)?.to_vec2()?;
+        assert_eq!(rows[0], vec![0., 0., 1., 1., 1., 0.]);
+        assert_eq!(rows[1], vec![0., 0., 1., 1., 1., 0.]);
+        assert_eq!(rows[2], vec![1., 1., 1., 1., 1., 0.]);
+        assert_eq!(rows[3], vec![0.; 6]);
+        assert!(CausalCache::join_rows(vec![], 1).is_err());
         Ok(())
     }
 }

@@ -73,6 +73,41 @@ impl KvCache {
         ))
     }
 
+    /// A new cache of `capacity` slots, `len` of them stored, holding the rows of every part in
+    /// order: for a part `(cache, from, at)`, slots `from..cache.len()` are copied to slots
+    /// `at..`; every other slot is zero.
+    pub fn gather(parts: &[(&KvCache, usize, usize)], capacity: usize, len: usize) -> Result<Self> {
+        let mut ks = Vec::with_capacity(parts.len());
+        let mut vs = Vec::with_capacity(parts.len());
+        for &(c, from, at) in parts {
+            let n = c.len.checked_sub(from).ok_or_else(|| {
+                Error::InvalidInput(format!("gather from slot {from} of {} stored", c.len))
+            })?;
+            if at + n > len || len > capacity {
+                return Err(Error::InvalidInput(format!(
+                    "gather: {n} slots at {at} do not fit {len} stored of {capacity}"
+                )));
+            }
+            ks.push(Self::placed(&c.k, from, n, at, capacity)?);
+            vs.push(Self::placed(&c.v, from, n, at, capacity)?);
+        }
+        Ok(Self {
+            k: Tensor::cat(&ks, 0)?,
+            v: Tensor::cat(&vs, 0)?,
+            len,
+        })
+    }
+
+    /// `(b, heads, capacity, head_dim)` zeros with `t`'s slots `from..from + n` at `at..`.
+    fn placed(t: &Tensor, from: usize, n: usize, at: usize, capacity: usize) -> Result<Tensor> {
+        let (b, h, _, d) = t.dims4()?;
+        let out = Tensor::zeros((b, h, capacity, d), t.dtype(), t.device())?;
+        if n > 0 {
+            out.slice_set(&t.narrow(2, from, n)?.contiguous()?, 2, at)?;
+        }
+        Ok(out)
+    }
+
     /// New row `i` is old row `rows[i]` (beam reordering, finished rows leaving).
     pub fn reorder(&mut self, rows: &Tensor) -> Result<()> {
         self.k = self.k.index_select(rows, 0)?;
@@ -107,6 +142,32 @@ mod tests {
         );
         c.append(&b, &b)?;
         assert!(c.append(&b, &b).is_err(), "capacity is enforced");
+        Ok(())
+    }
+
+    #[test]
+    fn gather_places_slots_and_keeps_room() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut a = KvCache::new(1, 1, 4, 1, DType::F32, &dev)?;
+        let x = Tensor::new(&[[[[1f32], [2.], [3.]]]], &dev)?;
+        a.append(&x, &x)?;
+        let mut b = KvCache::new(2, 1, 2, 1, DType::F32, &dev)?;
+        let y = Tensor::new(&[[[[4f32]]], [[[5.]]]], &dev)?;
+        b.append(&y, &y)?;
+        // a's slots 1..3 at 0, b's only slot at 1; one slot of room.
+        let mut g = KvCache::gather(&[(&a, 1, 0), (&b, 0, 1)], 3, 2)?;
+        assert_eq!((g.len(), g.capacity()), (2, 3));
+        let z = Tensor::new(&[[[[9f32]]], [[[9.]]], [[[9.]]]], &dev)?;
+        let (k, _) = g.append(&z, &z)?;
+        assert_eq!(
+            k.flatten_all()?.to_vec1::<f32>()?,
+            vec![2., 3., 9., 0., 4., 9., 0., 5., 9.]
+        );
+        assert!(KvCache::gather(&[(&a, 4, 0)], 3, 2).is_err());
+        assert!(
+            KvCache::gather(&[(&a, 0, 1)], 3, 2).is_err(),
+            "3 slots at 1 overflow"
+        );
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use crate::seq2seq::{LoadOptions, RunOptions};
 use crate::text::TextTokenizer;
 use crate::{PipelineError, Result};
 use lmrs_core::{CausalLm, Device, SpecialTokens};
-use lmrs_generate::{generate_hooked, CausalSession, GenerationConfig, Hooks};
+use lmrs_generate::{generate_hooked, CausalSession, GenerationConfig, Hooks, ResolvedConfig};
 use lmrs_io::{GgufFile, ModelFiles, ModelSource};
 use lmrs_models::{load_causal, load_causal_gguf, CausalModel};
 use std::path::{Path, PathBuf};
@@ -219,6 +219,16 @@ impl TextGenerationPipeline {
         cfg
     }
 
+    /// [`Self::effective_config`] resolved against the model's special tokens.
+    pub fn resolved_config(&self, overrides: &GenerationConfig) -> Result<ResolvedConfig> {
+        Ok(self.effective_config(overrides).resolve(&self.special)?)
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Render `messages` with the chat template (generation prompt appended) and tokenize
     /// the result without adding special tokens again, like `apply_chat_template(...,
     /// tokenize=True)`.
@@ -362,8 +372,44 @@ impl TextGenerationPipeline {
         Ok(outputs.into_iter().flatten().collect())
     }
 
+    /// Whether the text of `new` tokens contains one of `stops`.
+    pub(crate) fn hits_stop(&self, new: &[u32], stops: &[String]) -> bool {
+        !stops.is_empty()
+            && self
+                .tokenizer
+                .decode(new)
+                .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
+                .unwrap_or(false)
+    }
+
+    /// The completion of generated `token_ids`: decoded, cut at the first stop string, with
+    /// its finish reason (an EOS id or a stop string: stop; else the length limit).
+    pub(crate) fn completion(
+        &self,
+        token_ids: Vec<u32>,
+        eos: &[u32],
+        stops: &[String],
+        score: Option<f32>,
+    ) -> Result<Completion> {
+        let mut text = self.tokenizer.decode(&token_ids)?;
+        let mut finish = match token_ids.last() {
+            Some(t) if eos.contains(t) => FinishReason::Stop,
+            _ => FinishReason::Length,
+        };
+        if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(cut);
+            finish = FinishReason::Stop;
+        }
+        Ok(Completion {
+            text,
+            token_ids,
+            finish_reason: finish,
+            score,
+        })
+    }
+
     /// Fit a prompt into the context window with room for `max_new` tokens.
-    fn fit(&self, prompt: &[u32], max_new: usize) -> Result<(Vec<u32>, bool)> {
+    pub(crate) fn fit(&self, prompt: &[u32], max_new: usize) -> Result<(Vec<u32>, bool)> {
         let room = self.model.max_positions().saturating_sub(max_new);
         if prompt.len() <= room {
             return Ok((prompt.to_vec(), false));
@@ -419,16 +465,7 @@ impl TextGenerationPipeline {
         // Beam search cannot end single rows; it ignores cancellation.
         let cancel = cancel.filter(|_| !resolved.is_beam());
         let mut stop_check = |input: usize, seq: &[u32]| -> bool {
-            if cancel.is_some_and(|c| c(input)) {
-                return true;
-            }
-            let new = &seq[lens[input]..];
-            !stops.is_empty()
-                && self
-                    .tokenizer
-                    .decode(new)
-                    .map(|t| stops.iter().any(|s| t.contains(s.as_str())))
-                    .unwrap_or(false)
+            cancel.is_some_and(|c| c(input)) || self.hits_stop(&seq[lens[input]..], stops)
         };
         let stop = (!stops.is_empty() || cancel.is_some()).then_some(&mut stop_check as _);
         let stream_ok = !resolved.is_beam() && resolved.num_return_sequences == 1;
@@ -465,22 +502,7 @@ impl TextGenerationPipeline {
                     .into_iter()
                     .map(|seq| {
                         let token_ids = seq.tokens.get(lens[i]..).unwrap_or_default().to_vec();
-                        let mut text = self.tokenizer.decode(&token_ids)?;
-                        let mut finish = match token_ids.last() {
-                            Some(t) if resolved.eos.contains(t) => FinishReason::Stop,
-                            _ => FinishReason::Length,
-                        };
-                        if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min()
-                        {
-                            text.truncate(cut);
-                            finish = FinishReason::Stop;
-                        }
-                        Ok(Completion {
-                            text,
-                            token_ids,
-                            finish_reason: finish,
-                            score: seq.score,
-                        })
+                        self.completion(token_ids, &resolved.eos, stops, seq.score)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(CompletionOutput {
@@ -508,14 +530,14 @@ struct RowHooks<'a> {
 /// One row's streamed text: decodes the row's tokens so far and yields what was added, holding
 /// back text that ends in an incomplete character.
 #[derive(Clone, Default)]
-struct RowText {
+pub(crate) struct RowText {
     tokens: Vec<u32>,
     text: String,
     emitted: usize,
 }
 
 impl RowText {
-    fn push(&mut self, tokenizer: &TextTokenizer, token: u32) -> Option<&str> {
+    pub(crate) fn push(&mut self, tokenizer: &TextTokenizer, token: u32) -> Option<&str> {
         self.tokens.push(token);
         self.text = tokenizer.decode(&self.tokens).ok()?;
         if self.text.ends_with('\u{FFFD}')

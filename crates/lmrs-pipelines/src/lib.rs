@@ -12,7 +12,8 @@
 //!   `transformers`' aggregation strategies and character offsets.
 //! - [`FillMaskPipeline`]: the most likely tokens for each `[MASK]`.
 //! - [`TextGenerationPipeline`]: completion, chat (through the model's chat template) and
-//!   instruction summarization with a decoder-only model, from GGUF or an HF folder.
+//!   instruction summarization with a decoder-only model, from GGUF or an HF folder;
+//!   [`ContinuousGeneration`] runs its requests in a batch they join and leave between steps.
 //! - [`perplexity`]: perplexity of a causal LM over a long text with strided windows
 //!   (`transformers`' "Perplexity of fixed-length models").
 //! - [`ChatTemplate`]: a model's Jinja chat template rendered as `transformers`'
@@ -20,6 +21,7 @@
 
 mod chat_template;
 mod classify;
+mod continuous;
 mod embed;
 mod error;
 mod fill_mask;
@@ -36,6 +38,7 @@ pub use chat_template::{ChatMessage, ChatTemplate};
 pub use classify::{
     Classification, ClassificationPipeline, ClassifyOptions, LabelScore, ScoreFunction,
 };
+pub use continuous::{ContinuousGeneration, RequestId, RequestTextSink};
 pub use embed::{
     cosine_similarity, rank_by_similarity, EmbedOptions, EmbeddingPipeline, Ranked, TextEmbedding,
 };
