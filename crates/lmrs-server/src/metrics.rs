@@ -75,6 +75,7 @@ struct Inner {
     inference_seconds: f64,
     last_tokens_per_second: f64,
     running_rows: u64,
+    joined: u64,
 }
 
 /// Server metrics (one lock; updates are a few additions).
@@ -120,6 +121,7 @@ impl Metrics {
                 inference_seconds: 0.0,
                 last_tokens_per_second: 0.0,
                 running_rows: 0,
+                joined: 0,
             }),
         }
     }
@@ -174,6 +176,38 @@ impl Metrics {
                 s.input_tokens
             };
             m.last_tokens_per_second = produced as f64 / secs;
+        }
+    }
+
+    /// A request joined a decoder batch that was already running (continuous batching).
+    pub fn joined(&self) {
+        self.lock().joined += 1;
+    }
+
+    /// Requests that joined a running decoder batch so far.
+    pub fn joined_count(&self) -> u64 {
+        self.lock().joined
+    }
+
+    /// `rows` inputs of a running decoder batch left it (finished, failed or abandoned).
+    pub fn rows_left(&self, rows: usize) {
+        let mut m = self.lock();
+        m.running_rows = m.running_rows.saturating_sub(rows as u64);
+    }
+
+    /// One decoding step of a continuous batch: `rows` rows fed in `elapsed`, `input_tokens`
+    /// prompt tokens prefilled since the last step (requests that joined), one token decided
+    /// per row.
+    pub fn decode_step(&self, rows: usize, input_tokens: usize, elapsed: Duration) {
+        let mut m = self.lock();
+        m.batch_rows.observe(rows as f64);
+        let secs = elapsed.as_secs_f64();
+        m.batch_seconds.observe(secs);
+        m.input_tokens += input_tokens as u64;
+        m.generated_tokens += rows as u64;
+        m.inference_seconds += secs;
+        if secs > 0.0 {
+            m.last_tokens_per_second = rows as f64 / secs;
         }
     }
 
@@ -252,7 +286,16 @@ impl Metrics {
                 "lmrs_requests_rejected_total{{reason=\"{reason}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# HELP lmrs_batch_size Inputs per model call.");
+        let _ = writeln!(
+            out,
+            "# HELP lmrs_requests_joined_total Requests that joined a decoder batch already running."
+        );
+        let _ = writeln!(out, "# TYPE lmrs_requests_joined_total counter");
+        let _ = writeln!(out, "lmrs_requests_joined_total {}", m.joined);
+        let _ = writeln!(
+            out,
+            "# HELP lmrs_batch_size Inputs per model call (a decoder batch: per step)."
+        );
         let _ = writeln!(out, "# TYPE lmrs_batch_size histogram");
         m.batch_rows.render(&mut out, "lmrs_batch_size", "");
         let _ = writeln!(

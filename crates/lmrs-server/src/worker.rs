@@ -8,11 +8,18 @@
 //! stops a gone client's rows inside a running batch (counted as `abandoned`). A panic or an
 //! error in a batch of several jobs is retried job by job so one bad input fails only its own
 //! request.
+//!
+//! A causal LM decodes greedy and sampled completions as a continuous batch
+//! ([`ContinuousGeneration`]): between two decoding steps, waiting completion jobs at the head of
+//! the queue join the running batch while it has fewer than `max_batch_size` rows, whatever their
+//! options, and every request leaves as soon as its rows finish. Beam search and seeded
+//! sampling (whose streams are numbered by batch row) run as separate batches.
 
 use crate::backend::{Backend, Output, Work};
 use crate::error::ApiError;
 use crate::metrics::{BatchStats, Metrics};
-use std::collections::VecDeque;
+use lmrs_pipelines::{ContinuousGeneration, RequestId, TextGenerationPipeline};
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -151,6 +158,36 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Without waiting: the jobs at the head of the queue that `fits` accepts, oldest first,
+    /// while their rows total at most `max_rows`. Stops at the first job that does not fit, so
+    /// no job is overtaken by a later one. Cancelled jobs met on the way are dropped and
+    /// counted.
+    fn take_joinable(
+        &self,
+        max_rows: usize,
+        fits: &dyn Fn(&Job) -> bool,
+        metrics: &Metrics,
+    ) -> Vec<Job> {
+        let mut s = self.lock();
+        let mut taken = Vec::new();
+        let mut rows = 0;
+        while let Some(j) = s.jobs.front() {
+            if j.cancelled() {
+                s.jobs.pop_front();
+                metrics.rejected("cancelled");
+                continue;
+            }
+            if !fits(j) || rows + j.work.rows() > max_rows {
+                break;
+            }
+            rows += j.work.rows();
+            taken.extend(s.jobs.pop_front());
+        }
+        taken
+    }
+}
+
 /// Start `n` model threads over `queue`.
 pub fn spawn_workers(
     n: usize,
@@ -176,8 +213,178 @@ fn worker_loop(backend: &Backend, queue: &Queue, metrics: &Metrics, max_batch_si
         for j in &batch {
             metrics.dequeued(now.duration_since(j.enqueued));
         }
-        run_batch(backend, batch, metrics, max_batch_size);
+        match continuous_pipeline(backend, &batch[0], max_batch_size) {
+            Some(p) => {
+                let fits = |j: &Job| continuous_pipeline(backend, j, max_batch_size).is_some();
+                let (now, later): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(fits);
+                run_continuous(p, now, queue, metrics, max_batch_size);
+                if !later.is_empty() {
+                    run_batch(backend, later, metrics, max_batch_size);
+                }
+            }
+            None => run_batch(backend, batch, metrics, max_batch_size),
+        }
     }
+}
+
+/// The pipeline when `job` can decode in a continuous batch: a causal-LM completion with greedy
+/// search or unseeded sampling, at most `max_rows` rows.
+fn continuous_pipeline<'b>(
+    backend: &'b Backend,
+    job: &Job,
+    max_rows: usize,
+) -> Option<&'b TextGenerationPipeline> {
+    match backend {
+        Backend::CausalLm(p) if joins_continuous(p, job, max_rows) => Some(p),
+        _ => None,
+    }
+}
+
+/// A job decoding in a continuous batch.
+struct Running {
+    job: Job,
+    rows: usize,
+}
+
+/// Decode `first` and every completion job that joins from the queue between steps, until no
+/// row is left. Each job is answered as soon as its rows finish.
+fn run_continuous(
+    p: &TextGenerationPipeline,
+    first: Vec<Job>,
+    queue: &Queue,
+    metrics: &Metrics,
+    max_rows: usize,
+) {
+    let mut live = ContinuousGeneration::new(p);
+    let mut running: HashMap<RequestId, Running> = HashMap::new();
+    let mut prefilled = 0;
+    for job in first {
+        admit(&mut live, &mut running, job, metrics, &mut prefilled);
+    }
+    loop {
+        // Clients that went away leave before the next step.
+        let gone: Vec<RequestId> = running
+            .iter()
+            .filter(|(_, r)| r.job.cancelled())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            if let Some(r) = running.remove(&id) {
+                let _ = live.cancel(id);
+                metrics.rows_left(r.rows);
+                metrics.rejected("abandoned");
+            }
+        }
+        let room = max_rows.saturating_sub(live.rows());
+        if room > 0 {
+            let fits = |j: &Job| joins_continuous(p, j, max_rows);
+            let now = Instant::now();
+            for job in queue.take_joinable(room, &fits, metrics) {
+                metrics.dequeued(now.duration_since(job.enqueued));
+                if !live.is_empty() {
+                    metrics.joined();
+                }
+                admit(&mut live, &mut running, job, metrics, &mut prefilled);
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        let rows = live.rows();
+        let start = Instant::now();
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            let mut sink = |id: RequestId, prompt: usize, piece: &str| {
+                if let Some(Work::Complete {
+                    stream: Some(tx), ..
+                }) = running.get(&id).map(|r| &r.job.work)
+                {
+                    let _ = tx.send((prompt, piece.to_string()));
+                }
+            };
+            live.step(Some(&mut sink))
+        }));
+        metrics.decode_step(rows, std::mem::take(&mut prefilled), start.elapsed());
+        let failure = match stepped {
+            Ok(Ok(done)) => {
+                for (id, result) in done {
+                    if let Some(r) = running.remove(&id) {
+                        metrics.rows_left(r.rows);
+                        if r.job.cancelled() {
+                            metrics.rejected("abandoned");
+                        }
+                        let reply = result.map(Output::Complete).map_err(ApiError::from);
+                        let _ = r.job.reply.send(reply);
+                    }
+                }
+                continue;
+            }
+            Ok(Err(e)) => ApiError::from(e),
+            Err(panic) => ApiError::internal(format!(
+                "the model failed on this request: {}",
+                panic_message(&*panic)
+            )),
+        };
+        // The forward pass failed: every running request ends with the error.
+        for (_, r) in running.drain() {
+            metrics.rows_left(r.rows);
+            let _ = r.job.reply.send(Err(failure.clone()));
+        }
+        break;
+    }
+}
+
+/// Whether `job` is a completion that decodes in a continuous batch of `p`.
+fn joins_continuous(p: &TextGenerationPipeline, job: &Job, max_rows: usize) -> bool {
+    matches!(&job.work, Work::Complete { overrides, .. }
+        if !job.exclusive
+            && job.work.rows() <= max_rows
+            && ContinuousGeneration::accepts(p, overrides))
+}
+
+/// Prefill `job`'s prompts into `live`, or answer it with its error.
+fn admit(
+    live: &mut ContinuousGeneration<'_>,
+    running: &mut HashMap<RequestId, Running>,
+    job: Job,
+    metrics: &Metrics,
+    prefilled: &mut usize,
+) {
+    let Work::Complete {
+        prompts, overrides, ..
+    } = &job.work
+    else {
+        let _ = job.reply.send(Err(ApiError::internal(
+            "a continuous batch got a job that is not a completion",
+        )));
+        return;
+    };
+    let added = catch_unwind(AssertUnwindSafe(|| live.add(prompts, overrides)));
+    match added {
+        Ok(Ok(id)) => {
+            let rows = job.work.rows();
+            metrics.batch_started(rows);
+            *prefilled += job.input_tokens;
+            running.insert(id, Running { job, rows });
+        }
+        Ok(Err(e)) => {
+            let _ = job.reply.send(Err(ApiError::from(e)));
+        }
+        Err(panic) => {
+            let _ = job.reply.send(Err(ApiError::internal(format!(
+                "the model failed on this request: {}",
+                panic_message(&*panic)
+            ))));
+        }
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic")
 }
 
 fn run_batch(backend: &Backend, batch: Vec<Job>, metrics: &Metrics, max_batch_size: usize) {
@@ -224,11 +431,7 @@ fn run_batch(backend: &Backend, batch: Vec<Job>, metrics: &Metrics, max_batch_si
         }
         Err(panic) => {
             metrics.batch_done(stats);
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
+            let what = panic_message(&*panic);
             for job in batch {
                 let _ = job.reply.send(Err(ApiError::internal(format!(
                     "the model failed on this request: {what}"

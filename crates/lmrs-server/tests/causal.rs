@@ -232,18 +232,18 @@ async fn gguf_files_serve_chat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_requests_share_a_batch_and_equal_single_runs() {
+async fn requests_join_a_running_decode_and_equal_single_runs() {
     let server = TestServer::start(
         &fixture(LLAMA),
         ServerConfig {
-            max_batch_size: 8,
+            max_batch_size: 16,
             ..Default::default()
         },
     )
     .await;
     let p = pipeline();
     let cfg = config(json!({"max_tokens": 16, "temperature": 0}));
-    let users: Vec<String> = (0..16)
+    let users: Vec<String> = (0..12)
         .map(|i| format!("Question {i}: {}?", "why ".repeat(i % 5)))
         .collect();
     let want: Vec<String> = users
@@ -254,19 +254,28 @@ async fn waiting_requests_share_a_batch_and_equal_single_runs() {
                 .clone()
         })
         .collect();
-    // A long request first so the others wait together behind it.
+    let long_cfg = config(json!({"max_tokens": 120, "min_tokens": 120, "temperature": 0}));
+    let long_want = single(
+        &p,
+        &p.tokenizer().encode_plain("Hi", true).unwrap(),
+        &long_cfg,
+    );
+    // A long request first; the others, with other options, arrive while it decodes and join
+    // its batch at the next step instead of waiting for it to end.
     let addr = server.addr;
+    let started = std::time::Instant::now();
     let blocker = tokio::spawn(async move {
-        let body = json!({"model": "llama-tiny", "prompt": vec!["Hi"; 8], "max_tokens": 100,
-                          "min_tokens": 100, "temperature": 0});
-        request(
+        let body = json!({"model": "llama-tiny", "prompt": vec!["Hi"; 4], "max_tokens": 120,
+                          "min_tokens": 120, "temperature": 0});
+        let r = request(
             addr,
             "POST",
             "/v1/completions",
             &[],
             Some(&serde_json::to_vec(&body).unwrap()),
         )
-        .await
+        .await;
+        (r, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(5)).await;
     let mut tasks = Vec::new();
@@ -275,12 +284,19 @@ async fn waiting_requests_share_a_batch_and_equal_single_runs() {
                           "temperature": 0, "stream": tasks.len() % 4 == 3});
         let bytes = serde_json::to_vec(&body).unwrap();
         tasks.push(tokio::spawn(async move {
-            request(addr, "POST", "/v1/chat/completions", &[], Some(&bytes)).await
+            let r = request(addr, "POST", "/v1/chat/completions", &[], Some(&bytes)).await;
+            (r, started.elapsed())
         }));
     }
-    assert_eq!(blocker.await.unwrap().status, 200);
+    let (long, long_done) = blocker.await.unwrap();
+    assert_eq!(long.status, 200, "{}", long.text());
+    for choice in long.json()["choices"].as_array().unwrap() {
+        assert_eq!(choice["text"], long_want.completions[0].text.as_str());
+    }
+    let mut before_long = 0;
     for (i, t) in tasks.into_iter().enumerate() {
-        let r = t.await.unwrap();
+        let (r, done) = t.await.unwrap();
+        before_long += usize::from(done < long_done);
         let text = if i % 4 == 3 {
             let (c, done) = chunks(&r);
             assert!(done);
@@ -294,15 +310,33 @@ async fn waiting_requests_share_a_batch_and_equal_single_runs() {
         };
         assert_eq!(text, want[i], "request {i}");
     }
-    let (batches, rows) = server.metrics.batches();
-    eprintln!("{batches} batches for {rows} rows");
-    assert_eq!(rows, 24.0);
-    assert!(
-        batches <= 8,
-        "the waiting requests should have shared batches: {batches} batches"
+    let joined_count = server.metrics.joined_count();
+    let (steps, rows) = server.metrics.batches();
+    eprintln!(
+        "{joined_count} requests joined a running batch; {before_long} of 12 finished before \
+         the long request; {steps} steps of {rows} rows"
     );
+    assert!(joined_count >= 1, "no request joined the running decode");
+    assert!(before_long >= 1, "every request waited for the long one");
     let m = server.metrics_text().await;
-    assert!(metric(&m, "lmrs_generated_tokens_total") > 800.0, "{m}");
+    assert_eq!(
+        metric(&m, "lmrs_requests_joined_total"),
+        joined_count as f64
+    );
+    assert_eq!(metric(&m, "lmrs_running_rows"), 0.0, "{m}");
+    // Every decided token is counted once: 4 x 120 plus the chats' tokens.
+    let chat_tokens: usize = users
+        .iter()
+        .map(|u| {
+            single(&p, &chat_ids(&p, u), &cfg).completions[0]
+                .token_ids
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        metric(&m, "lmrs_generated_tokens_total"),
+        (480 + chat_tokens) as f64
+    );
     server.stop().await;
 }
 
