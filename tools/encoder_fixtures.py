@@ -14,6 +14,12 @@ Writes under tests/fixtures/:
                   random trunk: hidden states, logits, fill-mask outputs
   roberta-tiny-cls/  RobertaForSequenceClassification with a byte-level BPE tokenizer: hidden
                   states, logits
+  roberta-tiny-ner/, roberta-tiny-mlm/  RoBERTa token-classification and masked-LM heads with
+                  the same tokenizer: hidden states, token / mask logits, pipeline outputs
+  distilbert-tiny-ner/  DistilBertForTokenClassification on the WordPiece tokenizer
+  xlm-roberta-tiny-cls/, -ner/, -mlm/  model_type "xlm-roberta" with an XLM-R style Unigram
+                  tokenizer (sentencepiece, fairseq ids, <mask>); the NER checkpoint without the
+                  `roberta.` prefix: hidden states, logits, classify / NER / fill-mask pipelines
 
 The tokenizer is a real WordPiece tokenizer (BertNormalizer lowercasing, BertPreTokenizer,
 [CLS] $A [SEP]) whose vocabulary is learned from the same corpus as the T5 tokenizer. The
@@ -41,7 +47,9 @@ from transformers import (
     DistilBertForMaskedLM,
     DistilBertForSequenceClassification,
     RobertaConfig,
+    RobertaForMaskedLM,
     RobertaForSequenceClassification,
+    RobertaForTokenClassification,
     pipeline,
 )
 
@@ -444,6 +452,255 @@ def build_roberta(out):
     print(f"== roberta-tiny-cls: vocab {len(vocab)}, labels {[LABELS[i] for i in logits.argmax(-1).tolist()]}")
 
 
+# --------------------------------------------------------------------------------------------
+# RoBERTa / XLM-RoBERTa heads: token classification and masked LM, plus XLM-R with a Unigram
+# (SentencePiece) tokenizer.
+# --------------------------------------------------------------------------------------------
+
+ROBERTA_MASK_TEXTS = [t.replace("[MASK]", "<mask>") for t in MASK_TEXTS]
+# Several spaces, a tab and a newline: SentencePiece-style tokenizers must split on whitespace
+# runs first (transformers 5 rebuilds XLM-R's pre-tokenizer that way, whatever tokenizer.json says).
+XLMR_NER_TEXTS = NER_TEXTS + ["Angela  Merkel\tvisited   Paris\nand London."]
+
+
+def normalize_json_files(folder, names):
+    for f in names:
+        path = folder / f
+        if path.exists():
+            g.write_json(path, __import__("json").loads(path.read_text(encoding="utf-8")))
+
+
+def perturb_layer_norms(model):
+    for name, p in model.named_parameters():
+        if "LayerNorm" in name or "layer_norm" in name:
+            p.add_(torch.randn_like(p) * 0.2)
+
+
+def strip_prefix(folder, prefix):
+    """Rewrite model.safetensors with the trunk's keys at the root (no `roberta.`), as some
+    checkpoints ship them; transformers adds the prefix back when loading a head model."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    assert any(k.startswith(prefix) for k in tensors)
+    renamed = {k[len(prefix):] if k.startswith(prefix) else k: v.contiguous() for k, v in sorted(tensors.items())}
+    save_file(renamed, path, metadata={"format": "pt"})
+
+
+def save_family_model(folder, model, tok_dir, prefix=None):
+    """save_pretrained + the tokenizer files of tok_dir; with `prefix`, the trunk keys are saved
+    without it. Checks the reloaded model computes what the in-memory one does."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.save_pretrained(folder)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tok_dir / f, folder / f)
+    normalize_json_files(folder, ["config.json"])
+    if prefix:
+        strip_prefix(folder, prefix)
+    loaded = type(model).from_pretrained(folder).eval()
+    ids = torch.tensor([[0, 5, 6, 7, 8, 2]])
+    a, b = model(input_ids=ids).logits, loaded(input_ids=ids).logits
+    assert (a - b).abs().max() < 1e-6, f"{folder.name}: reloaded checkpoint differs: {(a - b).abs().max()}"
+    return loaded
+
+
+def hidden_cases(trunk, rows, pad_id):
+    """Hidden states of the first text alone and of all texts in one padded batch."""
+    out = []
+    for name, batch in [("single_0", [rows[0]]), ("batch", rows)]:
+        n = max(len(r) for r in batch)
+        ids = torch.tensor([r + [pad_id] * (n - len(r)) for r in batch])
+        mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in batch])
+        h = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        out.append({"name": name, "input_ids": ids.tolist(), "attention_mask": mask.tolist(),
+                    "shape": list(h.shape), "hidden_states": g.floats(h)})
+    return out
+
+
+def versions():
+    return {"torch_version": torch.__version__, "transformers_version": transformers.__version__}
+
+
+def encode_rows(tok, texts, max_length):
+    return [tok(t, truncation=True, max_length=max_length).input_ids for t in texts]
+
+
+@torch.no_grad()
+def build_family_cls(folder, cls, tok_dir, texts, max_length, prefix=None):
+    model = save_family_model(folder, cls, tok_dir, prefix)
+    tok = AutoTokenizer.from_pretrained(folder)
+    rows = encode_rows(tok, texts, max_length)
+    exp = versions()
+    exp["tokenization"] = [{"text": t, "ids": r} for t, r in zip(texts, rows)]
+    exp["hidden"] = hidden_cases(model.roberta, rows, tok.pad_token_id)
+    enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    logits = model(**enc).logits
+    exp["logits"] = [{"text": t, "logits": g.floats(r)} for t, r in zip(texts, logits)]
+    clf = pipeline("text-classification", model=str(folder), device="cpu", top_k=None)
+    exp["classify"] = [{"text": t, "outputs": plain(o)} for t, o in zip(texts, clf(texts, truncation=True))]
+    g.write_expected(folder / "expected.json", exp)
+    print(f"== {folder.name}: labels {[LABELS[i] for i in logits.argmax(-1).tolist()]}")
+
+
+@torch.no_grad()
+def build_family_ner(folder, model, tok_dir, texts, max_length, prefix=None, center=False):
+    """Token classifier; with `center`, the classifier sees the hidden states' deviation from
+    their mean over the texts (scaled to logit std 3), for trunks whose random hidden states
+    share one dominant direction (every token would get the same label)."""
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    rows = encode_rows(tok, texts, max_length)
+    model.classifier.weight.normal_(0, 1.0)
+    if center:
+        h = torch.cat([model.base_model(input_ids=torch.tensor([r])).last_hidden_state[0] for r in rows])
+        model.classifier.weight.mul_(3.0 / ((h - h.mean(0)) @ model.classifier.weight.T).std())
+        model.classifier.bias.copy_(-(h.mean(0) @ model.classifier.weight.T))
+    model.classifier.bias[0] += 1.5  # "O" on roughly a third of the tokens
+    loaded = save_family_model(folder, model, tok_dir, prefix)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert encode_rows(tok, texts, max_length) == rows
+    for t, r in zip(texts, rows):  # every token's best label must win clearly (stable under f32 noise)
+        top = loaded(input_ids=torch.tensor([r])).logits[0].softmax(-1).topk(2).values
+        assert (top[:, 0] - top[:, 1]).min() > 1e-3, t
+    exp = versions()
+    exp["tokenization"] = [{"text": t, "ids": r} for t, r in zip(texts, rows)]
+    exp["hidden"] = hidden_cases(loaded.base_model, rows, tok.pad_token_id)
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([r + [tok.pad_token_id] * (n - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows])
+    logits = loaded(input_ids=ids, attention_mask=mask).logits
+    exp["token_logits"] = [{"text": t, "shape": [len(r), logits.shape[-1]], "logits": g.floats(l[: len(r)])}
+                           for t, r, l in zip(texts, rows, logits)]
+    cases = []
+    import warnings
+
+    for agg in AGGREGATIONS:
+        ner = pipeline("token-classification", model=str(folder), aggregation_strategy=agg, device="cpu")
+        with warnings.catch_warnings():  # "Tokenizer does not support real words, using fallback heuristic"
+            warnings.simplefilter("ignore")
+            cases.append({"aggregation": agg, "outputs": [plain(ner(t)) for t in texts]})
+    exp["texts"] = texts
+    exp["ner"] = cases
+    g.write_expected(folder / "expected.json", exp)
+    counts = {c["aggregation"]: sum(len(e) for e in c["outputs"]) for c in cases}
+    print(f"== {folder.name}: entities per aggregation {counts}")
+
+
+@torch.no_grad()
+def build_family_mlm(folder, model, tok_dir, texts, max_length, prefix=None):
+    model.lm_head.bias.normal_(0, 2.0)  # spread the logits: clear top-k order
+    loaded = save_family_model(folder, model, tok_dir, prefix)
+    tok = AutoTokenizer.from_pretrained(folder)
+    rows = encode_rows(tok, texts, max_length)
+    exp = versions()
+    exp["tokenization"] = [{"text": t, "ids": r} for t, r in zip(texts, rows)]
+    exp["hidden"] = hidden_cases(loaded.roberta, rows, tok.pad_token_id)
+    mask_logits = []
+    for t, r in zip(texts, rows):
+        ids = torch.tensor([r])
+        assert (ids == tok.mask_token_id).any(), t
+        logits = loaded(input_ids=ids).logits[0][ids[0] == tok.mask_token_id]
+        top = logits.softmax(-1).topk(6).values
+        assert (top[:, :-1] - top[:, 1:]).min() > 1e-5, t
+        pos = (ids[0] == tok.mask_token_id).nonzero().view(-1).tolist()
+        mask_logits.append({"text": t, "positions": pos, "logits": [g.floats(l) for l in logits]})
+    exp["mask_logits"] = mask_logits
+    fill = pipeline("fill-mask", model=str(folder), device="cpu")
+    exp["fill_mask"] = [{"text": t, "top_k": 5, "outputs": plain(fill(t, top_k=5))} for t in texts]
+    g.write_expected(folder / "expected.json", exp)
+    print(f"== {folder.name}: {exp['fill_mask'][0]['outputs'][0]['token_str']!r} first for {texts[0]!r}")
+
+
+def roberta_config(vocab_size, **extra):
+    return RobertaConfig(vocab_size=vocab_size, pad_token_id=1, bos_token_id=0, eos_token_id=2, **ROBERTA, **extra)
+
+
+NER_LABEL_ARGS = dict(id2label=NER_LABELS, label2id={v: k for k, v in NER_LABELS.items()})
+
+
+@torch.no_grad()
+def build_roberta_heads(out):
+    """roberta-tiny-ner (RobertaForTokenClassification) and roberta-tiny-mlm
+    (RobertaForMaskedLM: lm_head.dense/layer_norm, decoder tied to the word embeddings), with
+    roberta-tiny-cls's byte-level BPE tokenizer (no `continuing_subword_prefix`: the NER pipeline
+    finds words with its whitespace heuristic)."""
+    tok_dir = out / "roberta-tiny-cls"
+    vocab_size = len(__import__("json").loads((tok_dir / "tokenizer.json").read_text())["model"]["vocab"])
+    torch.manual_seed(SEED + 6)
+    ner = RobertaForTokenClassification(roberta_config(vocab_size, **NER_LABEL_ARGS)).eval()
+    perturb_layer_norms(ner)
+    build_family_ner(out / "roberta-tiny-ner", ner, tok_dir, NER_TEXTS, 40)
+    torch.manual_seed(SEED + 7)
+    mlm = RobertaForMaskedLM(roberta_config(vocab_size)).eval()
+    perturb_layer_norms(mlm)
+    build_family_mlm(out / "roberta-tiny-mlm", mlm, tok_dir, ROBERTA_MASK_TEXTS, 40)
+
+
+def build_xlmr_tokenizer(out_dir):
+    """An XLM-R style tokenizer: the Unigram model trained with sentencepiece (as for T5) in
+    fairseq order (<s> <pad> </s> <unk>, the pieces, <mask> last), saved by transformers'
+    XLMRobertaTokenizer, then with the pre-tokenizer real XLM-R checkpoints ship (Metaspace
+    alone, no WhitespaceSplit: transformers 5 rebuilds it on load, so references split on
+    whitespace runs). Returns the vocabulary size."""
+    from tokenizers import AddedToken
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pieces, charsmap = g.train_sentencepiece(tmp, g.training_corpus())
+    assert [p for p, _ in pieces[:3]] == ["<pad>", "</s>", "<unk>"], pieces[:3]
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + pieces[3:] + [("<mask>", 0.0)]
+    mask = AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)
+    tok = transformers.XLMRobertaTokenizer(vocab=vocab, _spm_precompiled_charsmap=charsmap,
+                                           mask_token=mask, model_max_length=40)
+    tok.save_pretrained(out_dir)
+    json = __import__("json")
+    tj = json.loads((out_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tj["pre_tokenizer"]["type"] == "Sequence", tj["pre_tokenizer"]
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+    g.write_json(out_dir / "tokenizer.json", tj)
+    normalize_json_files(out_dir, ["tokenizer_config.json"])
+    # transformers tokenizes as the saved Sequence did; a plain tokenizer.json load differs on
+    # whitespace runs (what the Rust side must undo).
+    hf = AutoTokenizer.from_pretrained(out_dir)
+    raw = Tokenizer.from_file(str(out_dir / "tokenizer.json"))
+    assert raw.encode(XLMR_NER_TEXTS[-1]).ids != hf(XLMR_NER_TEXTS[-1]).input_ids
+    assert hf.mask_token_id == len(vocab) - 1 and hf.pad_token_id == 1 and hf.unk_token_id == 3
+    return len(vocab)
+
+
+@torch.no_grad()
+def build_xlmr(out):
+    """xlm-roberta-tiny-{cls,ner,mlm}: model_type "xlm-roberta" (XLMRobertaFor... classes, trunk
+    under `roberta.`; the NER checkpoint stores it without the prefix) with a Unigram tokenizer."""
+    from transformers import (
+        XLMRobertaConfig,
+        XLMRobertaForMaskedLM,
+        XLMRobertaForSequenceClassification,
+        XLMRobertaForTokenClassification,
+    )
+
+    def cfg(**extra):
+        return XLMRobertaConfig(vocab_size=n, pad_token_id=1, bos_token_id=0, eos_token_id=2, **ROBERTA, **extra)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tok_dir = Path(tmp)
+        n = build_xlmr_tokenizer(tok_dir)
+        print(f"\nxlm-r unigram tokenizer: {n} tokens")
+        torch.manual_seed(SEED + 12)  # a seed whose labels vary over the texts
+        cls = XLMRobertaForSequenceClassification(cfg(id2label=LABELS, label2id={v: k for k, v in LABELS.items()})).eval()
+        perturb_layer_norms(cls)
+        build_family_cls(out / "xlm-roberta-tiny-cls", cls, tok_dir, TEXTS, 40)
+        torch.manual_seed(SEED + 11)
+        ner = XLMRobertaForTokenClassification(cfg(**NER_LABEL_ARGS)).eval()
+        perturb_layer_norms(ner)
+        build_family_ner(out / "xlm-roberta-tiny-ner", ner, tok_dir, XLMR_NER_TEXTS, 40,
+                         prefix="roberta.", center=True)
+        torch.manual_seed(SEED + 10)
+        mlm = XLMRobertaForMaskedLM(cfg()).eval()
+        perturb_layer_norms(mlm)
+        build_family_mlm(out / "xlm-roberta-tiny-mlm", mlm, tok_dir, ROBERTA_MASK_TEXTS, 40)
+
+
 DISTILBERT = dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=40, initializer_range=0.2)
 
 
@@ -494,6 +751,19 @@ def build_distilbert(out, tok_dir, vocab_size):
     print(f"== distilbert-tiny-cls/-mlm: labels {[LABELS[i] for i in logits.argmax(-1).tolist()]}")
 
 
+@torch.no_grad()
+def build_distilbert_ner(out, tok_dir, vocab_size):
+    """distilbert-tiny-ner: DistilBertForTokenClassification (`distilbert.` keys, `classifier`)
+    with the WordPiece tokenizer (words from `##` continuations)."""
+    from transformers import DistilBertForTokenClassification
+
+    cfg = DistilBertConfig(vocab_size=vocab_size, pad_token_id=0, **NER_LABEL_ARGS, **DISTILBERT)
+    torch.manual_seed(SEED + 13)
+    model = DistilBertForTokenClassification(cfg).eval()
+    perturb_layer_norms(model)
+    build_family_ner(out / "distilbert-tiny-ner", model, tok_dir, NER_TEXTS, 40, center=True)
+
+
 def build_all(out):
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = Path(tmp)
@@ -505,7 +775,10 @@ def build_all(out):
         build_ner(out, tok_dir, trunk)
         build_mlm(out, tok_dir, trunk)
         build_distilbert(out, tok_dir, n)
+        build_distilbert_ner(out, tok_dir, n)
     build_roberta(out)
+    build_roberta_heads(out)
+    build_xlmr(out)
 
 
 if __name__ == "__main__":

@@ -339,20 +339,35 @@ fn classify_bad_input_fails_cleanly() {
 
 #[test]
 fn ner_json_matches_transformers_first_aggregation() {
-    let text = std::fs::read_to_string(fixture("bert-tiny-ner").join("expected.json")).unwrap();
+    check_ner_json("bert-tiny-ner", "first");
+}
+
+/// RoBERTa (byte-level BPE) and XLM-R (Unigram, whitespace runs, `<unk>`, trunk stored without
+/// the `roberta.` prefix): entity groups with character offsets as transformers gives them.
+#[test]
+fn roberta_family_ner_json_matches_transformers() {
+    for name in ["roberta-tiny-ner", "xlm-roberta-tiny-ner"] {
+        for aggregation in ["simple", "first"] {
+            check_ner_json(name, aggregation);
+        }
+    }
+}
+
+fn check_ner_json(name: &str, aggregation: &str) {
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
     let exp: Value = serde_json::from_str(&text).unwrap();
     let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
     let case = exp["ner"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["aggregation"] == "first")
+        .find(|c| c["aggregation"] == aggregation)
         .unwrap()
         .clone();
     let (stdout, _) = assert_ok(
         lmrs()
-            .args(["ner", "--json", "--aggregation", "first", "--model"])
-            .arg(fixture("bert-tiny-ner"))
+            .args(["ner", "--json", "--aggregation", aggregation, "--model"])
+            .arg(fixture(name))
             .arg("--")
             .args(&texts),
     );
@@ -361,11 +376,81 @@ fn ner_json_matches_transformers_first_aggregation() {
     for (r, want) in records.iter().zip(case["outputs"].as_array().unwrap()) {
         let got = r["entities"].as_array().unwrap();
         let want = want.as_array().unwrap();
-        assert_eq!(got.len(), want.len());
+        assert_eq!(got.len(), want.len(), "{name} {aggregation}");
         for (g, w) in got.iter().zip(want) {
             for key in ["entity_group", "word", "start", "end"] {
-                assert_eq!(g[key], w[key], "{key}");
+                assert_eq!(g[key], w[key], "{name} {aggregation}: {key}");
             }
+        }
+    }
+}
+
+/// `<mask>` checkpoints: the proposals (ids, decoded tokens, sequences) and scores of
+/// transformers' fill-mask pipeline.
+#[test]
+fn roberta_family_fill_mask_json_matches_transformers() {
+    for name in ["roberta-tiny-mlm", "xlm-roberta-tiny-mlm"] {
+        let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+        let exp: Value = serde_json::from_str(&text).unwrap();
+        let cases = exp["fill_mask"].as_array().unwrap();
+        let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+        let (stdout, _) = assert_ok(
+            lmrs()
+                .args(["fill-mask", "--json", "--top-k", "5", "--model"])
+                .arg(fixture(name))
+                .arg("--")
+                .args(&texts),
+        );
+        let records = json_lines(&stdout);
+        assert_eq!(records.len(), cases.len());
+        for (r, c) in records.iter().zip(cases) {
+            let masks = r["masks"].as_array().unwrap();
+            // transformers: a flat list for one mask, one list per mask otherwise.
+            let want: Vec<Value> = if masks.len() == 1 {
+                vec![c["outputs"].clone()]
+            } else {
+                c["outputs"].as_array().unwrap().clone()
+            };
+            assert_eq!(masks.len(), want.len(), "{name}");
+            for (g, w) in masks.iter().zip(&want) {
+                let (g, w) = (g.as_array().unwrap(), w.as_array().unwrap());
+                assert_eq!(g.len(), w.len());
+                for (g, w) in g.iter().zip(w) {
+                    for key in ["token", "token_str", "sequence"] {
+                        assert_eq!(g[key], w[key], "{name}: {key}");
+                    }
+                    let (a, b) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+                    assert!((a - b).abs() <= 1e-4, "{name}: score {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn xlm_roberta_classify_prints_transformers_labels() {
+    let name = "xlm-roberta-tiny-cls";
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+    let exp: Value = serde_json::from_str(&text).unwrap();
+    let cases = exp["classify"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let (stdout, _) = assert_ok(
+        lmrs()
+            .args(["classify", "--json", "--top-k", "0", "--model"])
+            .arg(fixture(name))
+            .arg("--")
+            .args(&texts),
+    );
+    let records = json_lines(&stdout);
+    assert_eq!(records.len(), cases.len());
+    for (r, c) in records.iter().zip(cases) {
+        let got = r["labels"].as_array().unwrap();
+        let want = c["outputs"].as_array().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g["label"], w["label"]);
+            let (a, b) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-4, "score {a} vs {b}");
         }
     }
 }

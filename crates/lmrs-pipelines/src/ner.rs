@@ -65,6 +65,7 @@ pub struct TokenClassificationPipeline {
     tokenizer: TextTokenizer,
     labels: Vec<String>,
     unk_id: Option<u32>,
+    word_aware: bool,
     max_seq_length: usize,
     dir: PathBuf,
     device: Device,
@@ -100,6 +101,33 @@ fn softmax(v: &[f32]) -> Vec<f32> {
     e.iter().map(|x| x / sum).collect()
 }
 
+/// Whether the tokenizer model marks word continuations (`transformers` checks the model's
+/// `continuing_subword_prefix`: WordPiece's `##`, a BPE's when it has one).
+fn word_aware(tokenizer: &tokenizers::Tokenizer) -> bool {
+    match tokenizer.get_model() {
+        tokenizers::ModelWrapper::WordPiece(m) => !m.continuing_subword_prefix.is_empty(),
+        tokenizers::ModelWrapper::BPE(m) => m
+            .get_continuing_subword_prefix()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty()),
+        _ => false,
+    }
+}
+
+/// The unknown-token id: the model's own (`[UNK]`, `<unk>`), else a vocabulary entry of
+/// either name.
+fn unk_id(tokenizer: &tokenizers::Tokenizer) -> Option<u32> {
+    let own = match tokenizer.get_model() {
+        tokenizers::ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+        tokenizers::ModelWrapper::BPE(m) => m.unk_token.clone(),
+        tokenizers::ModelWrapper::WordLevel(m) => Some(m.unk_token.clone()),
+        _ => None,
+    };
+    own.into_iter()
+        .chain(["[UNK]".to_string(), "<unk>".to_string()])
+        .find_map(|t| tokenizer.token_to_id(&t))
+}
+
 /// `B-`/`I-` prefix and tag of a label (no prefix counts as `I-`).
 fn tag(label: &str) -> (bool, &str) {
     match label.strip_prefix("B-") {
@@ -118,9 +146,11 @@ impl TokenClassificationPipeline {
         let model = load_token_classifier(&files, &device)?;
         let max_seq_length = crate::text::tokenizer_max_length(&dir)?
             .map_or(model.max_positions(), |l| l.min(model.max_positions()));
+        let word_aware = word_aware(tokenizer.inner());
         Ok(Self {
             labels: model.labels(),
-            unk_id: tokenizer.inner().token_to_id("[UNK]"),
+            unk_id: unk_id(tokenizer.inner()),
+            word_aware,
             model,
             tokenizer,
             max_seq_length,
@@ -199,9 +229,17 @@ impl TokenClassificationPipeline {
                     .iter()
                     .collect();
                 let mut word = det.tokens[idx].clone();
-                // A WordPiece tokenizer knows its words: a token is a continuation when it is
-                // longer than the text it covers (the `##`), as transformers decides.
-                let mut is_subword = word.chars().count() != word_ref.chars().count();
+                let mut is_subword = if self.word_aware {
+                    // A WordPiece tokenizer knows its words: a token is a continuation when it
+                    // is longer than the text it covers (the `##`), as transformers decides.
+                    word.chars().count() != word_ref.chars().count()
+                } else {
+                    // transformers' fallback for BPE and Unigram tokenizers: a token continues
+                    // a word unless it starts the text or touches a space.
+                    let lo = start.saturating_sub(1).min(chars.len());
+                    let hi = (start + 1).clamp(lo, chars.len());
+                    start > 0 && !chars[lo..hi].contains(&' ')
+                };
                 if Some(det.encoded.ids[idx]) == self.unk_id {
                     word = word_ref;
                     is_subword = false;
@@ -343,5 +381,42 @@ mod tests {
         assert_eq!(argmax(&[0.1, 0.5, 0.5]), 1);
         let s = softmax(&[0.0, 0.0]);
         assert_eq!(s, vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn word_awareness_and_unknown_token_follow_the_model() {
+        use tokenizers::models::bpe::BPE;
+        use tokenizers::models::wordpiece::WordPiece;
+        fn vocab<const N: usize>(names: [&str; N]) -> [(String, u32); N] {
+            let mut i = 0;
+            names.map(|n| {
+                i += 1;
+                (n.to_string(), i - 1)
+            })
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab(["a", "b", "<unk>"]), vec![])
+            .unk_token("<unk>".into())
+            .build()
+            .unwrap();
+        let tok = tokenizers::Tokenizer::new(bpe);
+        assert!(
+            !word_aware(&tok),
+            "byte-level style BPE: whitespace heuristic"
+        );
+        assert_eq!(unk_id(&tok), Some(2));
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab(["a", "##b"]), vec![])
+            .continuing_subword_prefix("##".into())
+            .build()
+            .unwrap();
+        assert!(word_aware(&tokenizers::Tokenizer::new(bpe)));
+        let wp = WordPiece::builder()
+            .vocab(vocab(["[PAD]", "[UNK]", "a", "##b"]))
+            .build()
+            .unwrap();
+        let tok = tokenizers::Tokenizer::new(wp);
+        assert!(word_aware(&tok));
+        assert_eq!(unk_id(&tok), Some(1));
     }
 }

@@ -14,7 +14,18 @@ struct TokenizerConfig {
     tokenizer_class: Option<String>,
     #[serde(default)]
     clean_up_tokenization_spaces: Option<bool>,
+    #[serde(default)]
+    add_prefix_space: Option<bool>,
 }
+
+/// `transformers` 5 classes that rebuild a SentencePiece-style pre-tokenizer (whitespace
+/// runs split first, then Metaspace) whatever `tokenizer.json` says, and whether they follow
+/// `add_prefix_space` (T5 always prepends `▁`).
+const REBUILT_METASPACE: &[(&str, bool)] = &[
+    ("T5Tokenizer", false),
+    ("XLMRobertaTokenizer", true),
+    ("CamembertTokenizer", true),
+];
 
 /// One encoded input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,26 +72,38 @@ impl TextTokenizer {
         } else {
             TokenizerConfig::default()
         };
-        // Without a tokenizer_config.json, transformers picks the class from config.json's
-        // model_type (t5 and mt5 map to T5Tokenizer).
+        // Without a tokenizer_config.json (or without `tokenizer_class` in it, as in
+        // xlm-roberta-base), transformers picks the class from config.json's model_type.
         let class = match cfg.tokenizer_class {
             Some(c) => Some(c),
             None => lmrs_io::model_type(&dir.join("config.json"))
                 .ok()
                 .flatten()
-                .filter(|t| t == "t5" || t == "mt5")
-                .map(|_| "T5Tokenizer".to_string()),
+                .and_then(|t| match t.as_str() {
+                    "t5" | "mt5" => Some("T5Tokenizer".to_string()),
+                    "xlm-roberta" => Some("XLMRobertaTokenizer".to_string()),
+                    "camembert" => Some("CamembertTokenizer".to_string()),
+                    _ => None,
+                }),
         };
-        if class
-            .as_deref()
-            .is_some_and(|c| c.starts_with("T5Tokenizer"))
-        {
-            // transformers 5 rebuilds T5's pre-tokenizer whatever tokenizer.json says:
-            // split on whitespace runs first (SentencePiece's remove_extra_whitespaces), then
-            // Metaspace. Doing the same keeps ids identical on text with repeated spaces.
+        let rebuilt = class.as_deref().and_then(|c| {
+            REBUILT_METASPACE
+                .iter()
+                .find(|(name, _)| c.starts_with(name))
+        });
+        if let Some(&(_, follows_prefix_space)) = rebuilt {
+            // transformers 5 rebuilds these pre-tokenizers whatever tokenizer.json says (real
+            // T5 and XLM-R checkpoints ship Metaspace alone): split on whitespace runs first
+            // (SentencePiece's remove_extra_whitespaces), then Metaspace. Doing the same keeps
+            // ids identical on text with repeated spaces, and offsets off the spaces.
+            let scheme = if follows_prefix_space && cfg.add_prefix_space == Some(false) {
+                PrependScheme::Never
+            } else {
+                PrependScheme::Always
+            };
             let pre = Sequence::new(vec![
                 PreTokenizerWrapper::WhitespaceSplit(WhitespaceSplit),
-                PreTokenizerWrapper::Metaspace(Metaspace::new('▁', PrependScheme::Always, true)),
+                PreTokenizerWrapper::Metaspace(Metaspace::new('▁', scheme, true)),
             ]);
             tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)));
         }
@@ -132,14 +155,44 @@ impl TextTokenizer {
     /// [`TextTokenizer::encode`] plus what token-level tasks need: character offsets into
     /// `text` (`(0, 0)` for special tokens), the special-token mask and the token strings.
     pub fn encode_detailed(&self, text: &str, max_tokens: usize) -> Result<Detailed> {
-        let (enc, truncated) = self.encode_raw(text, max_tokens, true)?;
+        let err = |e: tokenizers::Error| PipelineError::Tokenize(e.to_string());
+        // One pass with special tokens: post-processors that trim offsets (RoBERTa's, byte-level
+        // BPE's) do it once, as transformers does. `encode_raw` post-processes twice (the second
+        // time to add the special tokens after truncation), which would trim `Ġname` twice.
+        let full = self
+            .tokenizer
+            .encode_char_offsets(text, true)
+            .map_err(err)?;
+        // Offsets of the text's tokens from the one-pass encoding, in order (a truncated
+        // encoding keeps a prefix of them); (0, 0) for special tokens.
+        let text_offsets: Vec<(usize, usize)> = full
+            .get_offsets()
+            .iter()
+            .zip(full.get_special_tokens_mask())
+            .filter(|(_, &special)| special == 0)
+            .map(|(&o, _)| o)
+            .collect();
+        let (enc, truncated) = if full.len() <= max_tokens.max(1) {
+            (full, false)
+        } else {
+            self.encode_raw(text, max_tokens, true)?
+        };
+        let mut text_offsets = text_offsets.into_iter();
+        let offsets = enc
+            .get_special_tokens_mask()
+            .iter()
+            .map(|&special| match special {
+                0 => text_offsets.next().unwrap_or((0, 0)),
+                _ => (0, 0),
+            })
+            .collect();
         Ok(Detailed {
             encoded: Encoded {
                 truncated,
                 ids: enc.get_ids().to_vec(),
                 type_ids: enc.get_type_ids().to_vec(),
             },
-            offsets: enc.get_offsets().to_vec(),
+            offsets,
             special: enc
                 .get_special_tokens_mask()
                 .iter()

@@ -142,3 +142,43 @@ fn distilbert_logits_match_transformers() {
         }
     }
 }
+
+#[test]
+fn xlm_roberta_tokens_logits_and_labels_match_transformers() {
+    // model_type "xlm-roberta", a Unigram tokenizer whose tokenizer.json has the Metaspace-only
+    // pre-tokenizer real checkpoints ship (transformers splits on whitespace runs first).
+    let name = "xlm-roberta-tiny-cls";
+    let dir = fixture(name);
+    let p =
+        ClassificationPipeline::load(dir.to_str().unwrap(), &ClassifyOptions::default()).unwrap();
+    assert_eq!(p.labels(), ["negative", "neutral", "positive"]);
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let exp: Value = serde_json::from_str(&text).unwrap();
+    let cases = cases_of(name);
+    let texts: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+    for batch in [1, 3, 10] {
+        let got = p.logits(&texts, batch).unwrap();
+        for (i, ((enc, g), (t, w))) in got.iter().zip(&cases).enumerate() {
+            let ids: Vec<u32> =
+                serde_json::from_value(exp["tokenization"][i]["ids"].clone()).unwrap();
+            assert_eq!(enc.ids, ids, "token ids of {t:?}");
+            let d = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(d <= 1e-4, "batch {batch}, {t:?}: max abs diff {d}");
+        }
+    }
+    // The text-classification pipeline's labels and softmax scores, best first.
+    let got = p.classify(&texts, 4, None).unwrap();
+    for (c, want) in got.iter().zip(exp["classify"].as_array().unwrap()) {
+        let want = want["outputs"].as_array().unwrap();
+        assert_eq!(c.labels.len(), want.len());
+        for (g, w) in c.labels.iter().zip(want) {
+            assert_eq!(g.label, w["label"].as_str().unwrap(), "{}", want[0]);
+            let s = w["score"].as_f64().unwrap() as f32;
+            assert!((g.score - s).abs() <= 1e-4, "{} vs {s}", g.score);
+        }
+    }
+}

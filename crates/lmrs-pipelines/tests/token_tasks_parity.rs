@@ -1,7 +1,7 @@
 //! Token classification (every aggregation strategy) and fill-mask against `transformers`'
-//! pipelines on the tiny `bert-tiny-ner` / `bert-tiny-mlm` fixtures (written by
-//! `tools/encoder_fixtures.py`): labels, words, character offsets and token ids exactly;
-//! scores to 1e-4.
+//! pipelines on the tiny `{bert,roberta,xlm-roberta,distilbert}-tiny-ner` / `-mlm`
+//! fixtures (written by `tools/encoder_fixtures.py`): labels, words,
+//! character offsets and token ids exactly; scores to 1e-4.
 
 use lmrs_pipelines::{Aggregation, FillMaskPipeline, TokenClassificationPipeline};
 use serde_json::Value;
@@ -48,16 +48,44 @@ fn assert_matches(got: &Value, want: &Value, what: &str) {
 
 #[test]
 fn ner_matches_transformers_for_every_aggregation() {
-    let exp = expected("bert-tiny-ner");
+    check_ner("bert-tiny-ner");
+}
+
+/// Byte-level BPE (no `continuing_subword_prefix`): words come from transformers' whitespace
+/// heuristic, `Ġ` tokens, `<unk>`-free.
+#[test]
+fn roberta_ner_matches_transformers_for_every_aggregation() {
+    check_ner("roberta-tiny-ner");
+}
+
+/// Unigram (SentencePiece) tokenizer: `▁` tokens, `<unk>` for unknown characters, whitespace
+/// runs, a checkpoint without the `roberta.` prefix.
+#[test]
+fn xlm_roberta_ner_matches_transformers_for_every_aggregation() {
+    check_ner("xlm-roberta-tiny-ner");
+}
+
+/// DistilBERT (`distilbert.` keys) on the WordPiece tokenizer.
+#[test]
+fn distilbert_ner_matches_transformers_for_every_aggregation() {
+    check_ner("distilbert-tiny-ner");
+}
+
+fn check_ner(fixture_name: &str) {
+    let exp = expected(fixture_name);
     let texts: Vec<String> = serde_json::from_value(exp["texts"].clone()).unwrap();
-    let p = TokenClassificationPipeline::load(fixture("bert-tiny-ner").to_str().unwrap(), None)
-        .unwrap();
+    let p =
+        TokenClassificationPipeline::load(fixture(fixture_name).to_str().unwrap(), None).unwrap();
     for case in exp["ner"].as_array().unwrap() {
         let name = case["aggregation"].as_str().unwrap();
         let agg = Aggregation::from_name(name).unwrap();
         for batch in [1, 4] {
             let got = serde_json::to_value(p.run(&texts, agg, batch).unwrap()).unwrap();
-            assert_matches(&got, &case["outputs"], &format!("{name} (batch {batch})"));
+            assert_matches(
+                &got,
+                &case["outputs"],
+                &format!("{fixture_name} {name} (batch {batch})"),
+            );
         }
     }
 }
@@ -70,6 +98,16 @@ fn fill_mask_matches_transformers() {
 #[test]
 fn distilbert_fill_mask_matches_transformers() {
     check_fill_mask("distilbert-tiny-mlm");
+}
+
+#[test]
+fn roberta_fill_mask_matches_transformers() {
+    check_fill_mask("roberta-tiny-mlm");
+}
+
+#[test]
+fn xlm_roberta_fill_mask_matches_transformers() {
+    check_fill_mask("xlm-roberta-tiny-mlm");
 }
 
 fn check_fill_mask(name: &str) {
@@ -100,4 +138,17 @@ fn fill_mask_without_a_mask_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("input 0 has no [MASK]"), "{err}");
+}
+
+#[test]
+fn roberta_family_mask_token_is_angle_bracketed() {
+    for name in ["roberta-tiny-mlm", "xlm-roberta-tiny-mlm"] {
+        let p = FillMaskPipeline::load(fixture(name).to_str().unwrap(), None).unwrap();
+        assert_eq!(p.mask_token(), "<mask>");
+        let err = p
+            .run(&["a [MASK] here".into()], 5, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("input 0 has no <mask>"), "{name}: {err}");
+    }
 }
