@@ -175,7 +175,7 @@ impl<'p> ContinuousGeneration<'p> {
     /// pass failing: every request ends with it and the batch is empty afterwards.
     pub fn step(
         &mut self,
-        mut on_text: Option<RequestTextSink<'_>>,
+        on_text: Option<RequestTextSink<'_>>,
     ) -> Result<Vec<(RequestId, Result<Vec<CompletionOutput>>)>> {
         let rows_now = self.batch.rows();
         for r in self.requests.values_mut() {
@@ -200,7 +200,7 @@ impl<'p> ContinuousGeneration<'p> {
                 return Err(e.into());
             }
         };
-        if let Some(sink) = on_text.as_deref_mut() {
+        if let Some(sink) = on_text {
             for &(row, token) in &outcome.tokens {
                 let Some(info) = self.rows.get_mut(&row) else {
                     continue;
