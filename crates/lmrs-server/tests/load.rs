@@ -1,5 +1,6 @@
-//! A bounded load test: 200 concurrent mixed requests against two real servers (T5 text2text
-//! with several option sets, sentence embeddings). Every request either succeeds with exactly
+//! A bounded load test: 200 concurrent mixed requests against three real servers (T5 text2text
+//! with several option sets, sentence embeddings, completions and chat on a tiny Llama with
+//! greedy, `n`, stop sequences and seeded sampling). Every request either succeeds with exactly
 //! its single-request result or is refused with 429; nothing hangs; memory returns near its
 //! baseline.
 
@@ -15,6 +16,15 @@ use std::time::Duration;
 fn key_fields(path: &str, v: &Value) -> Value {
     match path {
         "/v1/embeddings" => v["data"].clone(),
+        "/v1/completions" | "/v1/chat/completions" => json!([
+            v["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| json!([c["text"], c["message"]["content"], c["finish_reason"]]))
+                .collect::<Vec<_>>(),
+            v["usage"]
+        ]),
         _ => v["data"]
             .as_array()
             .unwrap()
@@ -39,6 +49,16 @@ async fn two_hundred_concurrent_mixed_requests() {
         &fixture("bert-tiny-st"),
         ServerConfig {
             max_batch_size: 16,
+            max_queue: 48,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let llm = TestServer::start(
+        &fixture("llama-tiny"),
+        ServerConfig {
+            max_batch_size: 8,
             max_queue: 48,
             ..Default::default()
         },
@@ -72,6 +92,34 @@ async fn two_hundred_concurrent_mixed_requests() {
             "/v1/embeddings",
             json!({"model": st.id, "input": input}),
         ));
+    }
+
+    for i in 0..8 {
+        let (path, body) = match i % 4 {
+            0 => (
+                "/v1/completions",
+                json!({"prompt": format!("Story {i}: {}", "once ".repeat(i)),
+                       "max_tokens": 12 + i, "min_tokens": 6, "temperature": 0}),
+            ),
+            1 => (
+                "/v1/chat/completions",
+                json!({"messages": [{"role": "user", "content": format!("Question {i}?")}],
+                       "max_tokens": 10, "temperature": 0, "n": 2}),
+            ),
+            2 => (
+                "/v1/completions",
+                json!({"prompt": [format!("A {i}"), format!("B {i} b b b")], "max_tokens": 9,
+                       "min_tokens": 2, "temperature": 0, "stop": ["e"]}),
+            ),
+            _ => (
+                "/v1/chat/completions",
+                json!({"messages": [{"role": "user", "content": format!("Seeded {i}")}],
+                       "max_tokens": 8, "temperature": 0.8, "top_p": 0.9, "seed": 5}),
+            ),
+        };
+        let mut body = body;
+        body["model"] = json!(llm.id);
+        distinct.push((llm.addr, path, body));
     }
 
     // Single-request runs (one at a time: batches of one request) as the reference.
@@ -137,8 +185,13 @@ async fn two_hundred_concurrent_mixed_requests() {
         "no batching: {batches} batches, {rows} rows"
     );
 
+    // Completions joined running decodes.
+    let joined = llm.metrics.joined_count();
+    eprintln!("llama: {joined} requests joined a running batch");
+    assert!(joined > 0, "no completion joined a running batch");
+
     // Queues drained; memory back near the baseline.
-    for s in [&t5, &st] {
+    for s in [&t5, &st, &llm] {
         let m = s.metrics_text().await;
         assert_eq!(metric(&m, "lmrs_queue_depth"), 0.0);
         assert_eq!(metric(&m, "lmrs_running_rows"), 0.0);
@@ -151,4 +204,5 @@ async fn two_hundred_concurrent_mixed_requests() {
     );
     t5.stop().await;
     st.stop().await;
+    llm.stop().await;
 }
