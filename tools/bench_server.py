@@ -18,7 +18,8 @@ or measures a server that is already running (`--url`, one configuration):
 Workloads: `summarize` (POST /v1/summarize, greedy or --beams, exactly --new-tokens tokens per
 request so every configuration does the same work), `embed` (POST /v1/embeddings, one text per
 request) and `chat` (POST /v1/chat/completions, temperature 0, exactly --new-tokens tokens via
-`max_tokens` and `min_tokens`; the default model when neither --model nor --url is given). Each
+`max_tokens` and `min_tokens`, or with --mixed-lengths a different count per request; the
+default model when neither --model nor --url is given). Each
 client sends its requests one after another; `--requests` per client (at least
 `--min-requests` in total). Prints a table and, with --json FILE, writes the numbers.
 """
@@ -59,13 +60,22 @@ def body_for(workload, i, args, model_id):
     if workload == "embed":
         return "/v1/embeddings", {"model": model_id, "input": document(i, args.input_words),
                                   "encoding_format": "float"}
+    n = new_tokens(i, args)
     return "/v1/chat/completions", {
         "model": model_id,
         "messages": [{"role": "user", "content": document(i, args.input_words)}],
-        "max_tokens": args.new_tokens,
-        "min_tokens": args.new_tokens,
+        "max_tokens": n,
+        "min_tokens": n,
         "temperature": 0,
     }
+
+
+def new_tokens(i, args):
+    """Tokens request `i` generates: --new-tokens, or with --mixed-lengths between half and
+    one and a half times it (the same sequence in every configuration)."""
+    if not args.mixed_lengths:
+        return args.new_tokens
+    return args.new_tokens // 2 + (i * 37) % (args.new_tokens + 1)
 
 
 def start_server(args, batch_size):
@@ -169,6 +179,8 @@ def main():
     ap.add_argument("--requests", type=int, default=4, help="requests per client (default: %(default)s)")
     ap.add_argument("--min-requests", type=int, default=32, help="at least this many per level")
     ap.add_argument("--new-tokens", type=int, default=32, help="generated tokens per request")
+    ap.add_argument("--mixed-lengths", action="store_true",
+                    help="chat: vary generated tokens per request (0.5x to 1.5x --new-tokens)")
     ap.add_argument("--beams", type=int, default=1, help="beams for summarize (default: greedy)")
     ap.add_argument("--input-words", type=int, default=60, help="words per input document")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="server compute threads")
