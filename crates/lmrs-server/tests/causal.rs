@@ -265,7 +265,7 @@ async fn requests_join_a_running_decode_and_equal_single_runs() {
     let addr = server.addr;
     let started = std::time::Instant::now();
     let blocker = tokio::spawn(async move {
-        let body = json!({"model": "llama-tiny", "prompt": vec!["Hi"; 4], "max_tokens": 120,
+        let body = json!({"model": "llama-tiny", "prompt": vec!["Hi"; 8], "max_tokens": 120,
                           "min_tokens": 120, "temperature": 0});
         let r = request(
             addr,
@@ -277,7 +277,19 @@ async fn requests_join_a_running_decode_and_equal_single_runs() {
         .await;
         (r, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Wait until the long request decodes (its 8 rows are in the model).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server
+        .metrics_text()
+        .await
+        .contains("lmrs_running_rows 0\n")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the long request never started"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let mut tasks = Vec::new();
     for u in &users {
         let body = json!({"model": "llama-tiny", "messages": chat_messages(u), "max_tokens": 16,
@@ -324,7 +336,7 @@ async fn requests_join_a_running_decode_and_equal_single_runs() {
         joined_count as f64
     );
     assert_eq!(metric(&m, "lmrs_running_rows"), 0.0, "{m}");
-    // Every decided token is counted once: 4 x 120 plus the chats' tokens.
+    // Every decided token is counted once: 8 x 120 plus the chats' tokens.
     let chat_tokens: usize = users
         .iter()
         .map(|u| {
@@ -335,7 +347,7 @@ async fn requests_join_a_running_decode_and_equal_single_runs() {
         .sum();
     assert_eq!(
         metric(&m, "lmrs_generated_tokens_total"),
-        (480 + chat_tokens) as f64
+        (960 + chat_tokens) as f64
     );
     server.stop().await;
 }

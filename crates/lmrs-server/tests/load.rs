@@ -185,10 +185,10 @@ async fn two_hundred_concurrent_mixed_requests() {
         "no batching: {batches} batches, {rows} rows"
     );
 
-    // Completions joined running decodes.
+    // How many completions joined a running decode depends on arrival timing (on a loaded
+    // machine none may); tests/causal.rs checks joining itself.
     let joined = llm.metrics.joined_count();
     eprintln!("llama: {joined} requests joined a running batch");
-    assert!(joined > 0, "no completion joined a running batch");
 
     // Queues drained; memory back near the baseline.
     for s in [&t5, &st, &llm] {
