@@ -27,6 +27,17 @@ impl Activation {
         })
     }
 
+    /// The same function for the fused kernels ([`crate::kernels::gemm::PackedMatrix::matmul`]).
+    pub fn kernel_act(&self) -> crate::kernels::vmath::Act {
+        use crate::kernels::vmath::Act;
+        match self {
+            Self::Relu => Act::Relu,
+            Self::GeluTanh => Act::GeluTanh,
+            Self::GeluErf => Act::GeluErf,
+            Self::Silu => Act::Silu,
+        }
+    }
+
     /// Apply element-wise.
     pub fn apply(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
         match self {

@@ -91,6 +91,11 @@ impl Linear {
     pub fn out_dim(&self) -> usize {
         self.out_dim
     }
+
+    /// The `(out,)` bias, when the projection has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
 }
 
 impl Linear {
@@ -116,7 +121,14 @@ impl Linear {
         {
             return Ok(None);
         }
-        let xs = x2d.flatten_all()?.to_vec1::<f32>()?;
+        // Borrow the rows in place: copying them out cost a pass over the activations on
+        // every projection.
+        let x2d = x2d.contiguous()?;
+        let (x_storage, x_layout) = x2d.storage_and_layout();
+        let xs = match (&*x_storage, x_layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
+            _ => return Ok(None),
+        };
         let bias = match &self.bias {
             Some(b) => Some(b.to_vec1::<f32>()?),
             None => None,
@@ -126,9 +138,9 @@ impl Linear {
             (Storage::Cpu(CpuStorage::F32(w)), Some((start, end))) => {
                 let w = &w[start..end];
                 if rows <= small_matmul::MAX_ROWS {
-                    small_matmul::matmul_xwt(&xs, rows, k, w, n, bias.as_deref())
+                    small_matmul::matmul_xwt(xs, rows, k, w, n, bias.as_deref())
                 } else {
-                    match gemm::matmul_xwt(&xs, rows, k, w, n, bias.as_deref()) {
+                    match gemm::matmul_xwt(xs, rows, k, w, n, bias.as_deref()) {
                         Some(y) => y,
                         None => return Ok(None),
                     }
@@ -136,7 +148,7 @@ impl Linear {
             }
             _ => return Ok(None),
         };
-        drop(storage);
+        drop((storage, x_storage));
         Ok(Some(Tensor::from_vec(y, (rows, n), x2d.device())?))
     }
 }

@@ -72,6 +72,21 @@ impl LayerNorm {
             eps: eps as f32,
         }
     }
+
+    /// The scale `(dim,)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The shift `(dim,)`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// The epsilon added to the variance.
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
 }
 
 impl Module for LayerNorm {

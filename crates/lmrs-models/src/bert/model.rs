@@ -5,9 +5,15 @@ use super::config::{BertConfig, Family, PositionIds};
 use crate::Result as LoadResult;
 use lmrs_core::{DType, Encoder, Error, Module, Result, Tensor};
 use lmrs_io::Weights;
+use lmrs_nn::kernels::encoder_attention::{self_attention, AttentionShape};
+use lmrs_nn::kernels::gemm::{self, PackedMatrix};
+use lmrs_nn::kernels::layer_norm::add_layer_norm;
+use lmrs_nn::kernels::vmath::Act;
 use lmrs_nn::{
     attend, merge_heads, padding_mask_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+    MASKED,
 };
+use std::sync::Arc;
 
 /// `BertEmbeddings`: word + absolute position + token type embeddings, then LayerNorm.
 #[derive(Debug, Clone)]
@@ -170,11 +176,150 @@ impl BertLayer {
     }
 }
 
+impl BertLayer {
+    /// The layer's weights packed for lmrs's CPU kernels, when they apply: every weight dense
+    /// f32 on the CPU, and a CPU with AVX2/FMA (elsewhere the tensor path is as fast).
+    fn packed(&self) -> Result<Option<PackedLayer>> {
+        let projections = [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ];
+        let usable = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        if !gemm::accelerated()
+            || !projections
+                .iter()
+                .all(|l| l.weight().is_some_and(usable) && l.bias().is_some_and(usable))
+        {
+            return Ok(None);
+        }
+        let weight = |l: &Linear| -> Result<(Vec<f32>, usize, usize)> {
+            let w = l
+                .weight()
+                .ok_or_else(|| Error::InvalidInput("dense weight".into()))?;
+            let (n, k) = w.dims2()?;
+            Ok((w.flatten_all()?.to_vec1::<f32>()?, n, k))
+        };
+        let bias = |l: &Linear| -> Result<Vec<f32>> {
+            let b = l.bias().ok_or_else(|| Error::InvalidInput("bias".into()))?;
+            Ok(b.to_vec1::<f32>()?)
+        };
+        let pack = |l: &Linear| -> Result<Arc<PackedMatrix>> {
+            let (w, n, k) = weight(l)?;
+            Ok(Arc::new(PackedMatrix::pack(&w, n, k, Some(&bias(l)?))))
+        };
+        // Query, key and value as one (3d, d) projection: one pass over the input, and the
+        // attention kernel reads each head's three slices from the same rows.
+        let (mut w, n, k) = weight(&self.query)?;
+        let mut b = bias(&self.query)?;
+        for l in [&self.key, &self.value] {
+            let (wl, nl, kl) = weight(l)?;
+            if (nl, kl) != (n, k) {
+                return Ok(None);
+            }
+            w.extend_from_slice(&wl);
+            b.extend_from_slice(&bias(l)?);
+        }
+        let norm = |ln: &LayerNorm| -> Result<NormParams> {
+            Ok(NormParams {
+                gamma: ln.weight().to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                beta: ln.bias().to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                eps: ln.eps(),
+            })
+        };
+        if self.heads == 0 || !n.is_multiple_of(self.heads) {
+            return Ok(None);
+        }
+        Ok(Some(PackedLayer {
+            qkv: Arc::new(PackedMatrix::pack(&w, 3 * n, k, Some(&b))),
+            attention_output: pack(&self.attention_output)?,
+            attention_norm: Arc::new(norm(&self.attention_norm)?),
+            intermediate: pack(&self.intermediate)?,
+            output: pack(&self.output)?,
+            output_norm: Arc::new(norm(&self.output_norm)?),
+            heads: self.heads,
+            act: self.act.kernel_act(),
+        }))
+    }
+}
+
+/// LayerNorm parameters as plain slices.
+#[derive(Debug)]
+struct NormParams {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+/// [`BertLayer`] with its weights packed for lmrs's CPU kernels: a fused QKV projection, the
+/// encoder attention kernel, bias + activation inside the feed-forward GEMM, and residual +
+/// LayerNorm in one pass. No tensor ops, no transposed copies, and every step on the same
+/// worker pool.
+#[derive(Debug, Clone)]
+struct PackedLayer {
+    qkv: Arc<PackedMatrix>,
+    attention_output: Arc<PackedMatrix>,
+    attention_norm: Arc<NormParams>,
+    intermediate: Arc<PackedMatrix>,
+    output: Arc<PackedMatrix>,
+    output_norm: Arc<NormParams>,
+    heads: usize,
+    act: Act,
+}
+
+/// Activation buffers reused by every layer of one forward pass.
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    attended: Vec<f32>,
+    hidden: Vec<f32>,
+}
+
+impl PackedLayer {
+    /// `x`: `(b · s, d)` rows, replaced by the layer's output; `key_bias`: `(b, s)`.
+    fn forward(&self, x: &mut [f32], key_bias: &[f32], (b, s): (usize, usize), t: &mut Scratch) {
+        let m = b * s;
+        let d = self.attention_output.n();
+        // Every kernel below overwrites its whole output, so stale values need no clearing
+        // (only the first layer of a pass allocates).
+        let resize = |v: &mut Vec<f32>, len: usize| v.resize(len, 0.0);
+        resize(&mut t.qkv, m * 3 * d);
+        resize(&mut t.ctx, m * d);
+        resize(&mut t.attended, m * d);
+        resize(&mut t.hidden, m * self.intermediate.n());
+        self.qkv.matmul(x, m, &mut t.qkv, Act::Identity);
+        let shape = AttentionShape {
+            batch: b,
+            seq: s,
+            heads: self.heads,
+            head_dim: d / self.heads,
+        };
+        let scale = 1.0 / (shape.head_dim as f32).sqrt();
+        self_attention(&t.qkv, key_bias, shape, scale, &mut t.ctx);
+        self.attention_output
+            .matmul(&t.ctx, m, &mut t.attended, Act::Identity);
+        let n1 = &self.attention_norm;
+        add_layer_norm(&mut t.attended, x, &n1.gamma, &n1.beta, n1.eps);
+        self.intermediate
+            .matmul(&t.attended, m, &mut t.hidden, self.act);
+        self.output.matmul(&t.hidden, m, x, Act::Identity);
+        let n2 = &self.output_norm;
+        add_layer_norm(x, &t.attended, &n2.gamma, &n2.beta, n2.eps);
+    }
+}
+
 /// A BERT encoder with its optional pooler (`pooler.dense` + tanh over the first token).
 #[derive(Debug, Clone)]
 pub struct BertModel {
     embeddings: BertEmbeddings,
+    /// Empty when `packed` holds the layers.
     layers: Vec<BertLayer>,
+    /// The layers in packed form, where lmrs's CPU kernels apply (see [`BertLayer::packed`]).
+    packed: Option<Vec<PackedLayer>>,
     pooler: Option<Linear>,
     cfg: BertConfig,
 }
@@ -194,6 +339,12 @@ impl BertModel {
     /// Build from a checkpoint (with or without the `bert.` prefix). Weights are checked
     /// against the config's shapes; the pooler is loaded when the checkpoint has one.
     pub fn load(w: &Weights, cfg: BertConfig) -> LoadResult<Self> {
+        Self::load_with(w, cfg, true)
+    }
+
+    /// [`Self::load`], with the packed CPU path allowed (`pack`) or not (the tensor path, as
+    /// on other devices; the tests compare the two).
+    fn load_with(w: &Weights, cfg: BertConfig, pack: bool) -> LoadResult<Self> {
         let act = cfg
             .activation()
             .map_err(|message| crate::ModelError::Config {
@@ -206,9 +357,20 @@ impl BertModel {
             Family::DistilBert => "transformer.layer",
             _ => "encoder.layer",
         };
-        let layers = (0..cfg.num_hidden_layers)
+        let mut layers = (0..cfg.num_hidden_layers)
             .map(|i| BertLayer::load(&w.pp(stack).pp(i), &cfg, act))
             .collect::<LoadResult<Vec<_>>>()?;
+        let packed = match pack {
+            true => layers
+                .iter()
+                .map(BertLayer::packed)
+                .collect::<Result<Option<Vec<_>>>>()?,
+            false => None,
+        };
+        if packed.is_some() {
+            // The packed copies replace the tensors (no second copy of the weights in memory).
+            layers.clear();
+        }
         let pooler = if w.contains("pooler.dense.weight") {
             let d = cfg.hidden_size;
             Some(Linear::load(&w.pp("pooler.dense"), d, d, true)?)
@@ -218,6 +380,7 @@ impl BertModel {
         Ok(Self {
             embeddings,
             layers,
+            packed,
             pooler,
             cfg,
         })
@@ -286,8 +449,30 @@ impl Encoder for BertModel {
             }
         };
         self.check_input(input_ids, types)?;
-        let bias = padding_mask_bias(&attention_mask.to_dtype(DType::F32)?)?;
         let mut x = self.embeddings.forward(input_ids, types, attention_mask)?;
+        if let Some(packed) = &self.packed {
+            let (b, s, d) = x.dims3()?;
+            if attention_mask.dims() != [b, s] {
+                return Err(Error::InvalidInput(format!(
+                    "attention mask of shape {:?} for input ids of shape ({b}, {s})",
+                    attention_mask.dims()
+                )));
+            }
+            let mask = attention_mask.to_dtype(DType::F32)?.flatten_all()?;
+            // The additive bias of `padding_mask_bias`, one value per key.
+            let key_bias: Vec<f32> = mask
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(|m| (1.0 - m) * MASKED)
+                .collect();
+            let mut xs = x.flatten_all()?.to_vec1::<f32>()?;
+            let mut scratch = Scratch::default();
+            for layer in packed {
+                layer.forward(&mut xs, &key_bias, (b, s), &mut scratch);
+            }
+            return Ok(Tensor::from_vec(xs, (b, s, d), x.device())?);
+        }
+        let bias = padding_mask_bias(&attention_mask.to_dtype(DType::F32)?)?;
         for layer in &self.layers {
             x = layer.forward(&x, &bias)?;
         }
@@ -304,5 +489,49 @@ impl Encoder for BertModel {
 
     fn vocab_size(&self) -> usize {
         self.cfg.vocab_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmrs_core::Device;
+    use lmrs_io::ModelFiles;
+    use std::path::PathBuf;
+
+    /// The packed CPU path against the tensor path on the tiny fixtures (BERT, DistilBERT,
+    /// RoBERTa), with a padded batch: where the packed path applies (AVX2/FMA) they must
+    /// agree far inside the 1e-4 parity tolerance.
+    #[test]
+    fn packed_path_matches_tensor_path() -> LoadResult<()> {
+        for name in ["bert-tiny-st", "distilbert-tiny-cls", "roberta-tiny-cls"] {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures")
+                .join(name);
+            let files = ModelFiles::from_folder(&dir)?;
+            let cfg = BertConfig::from_file(&files.config)?;
+            let w = Weights::from_files(&files.weights, &Device::Cpu, DType::F32)?;
+            let packed = BertModel::load_with(&w, cfg.clone(), true)?;
+            let plain = BertModel::load_with(&w, cfg, false)?;
+            assert!(plain.packed.is_none());
+            if packed.packed.is_none() {
+                assert!(!gemm::accelerated(), "{name}: packed path not built");
+                continue;
+            }
+            let (b, s) = (3, 11);
+            let ids: Vec<u32> = (0..b * s).map(|i| 5 + (i * 7 % 50) as u32).collect();
+            let mut mask = vec![1u32; b * s];
+            mask[s + 6..2 * s].fill(0);
+            mask[2 * s + 2..].fill(0);
+            let ids = Tensor::from_vec(ids, (b, s), &Device::Cpu)?;
+            let mask = Tensor::from_vec(mask, (b, s), &Device::Cpu)?;
+            let got = packed.encode(&ids, &mask, None)?;
+            let want = plain.encode(&ids, &mask, None)?;
+            let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-5, "{name}: packed vs tensor path differ by {d}");
+            let bad = Tensor::from_vec(vec![1u32; b * (s - 1)], (b, s - 1), &Device::Cpu)?;
+            assert!(packed.encode(&ids, &bad, None).is_err());
+        }
+        Ok(())
     }
 }

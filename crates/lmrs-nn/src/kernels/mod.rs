@@ -3,6 +3,9 @@
 
 pub mod attention_decode;
 pub mod block_quant;
+pub mod encoder_attention;
 pub mod gelu;
 pub mod gemm;
+pub mod layer_norm;
 pub mod small_matmul;
+pub mod vmath;
