@@ -335,18 +335,19 @@ fn parse_bad_words(s: &str) -> Result<Vec<Vec<u32>>, String> {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Model: a GGUF file (decoder-only: prefill and decode tokens/s), a folder or a hub id
-    /// in the Hugging Face cache.
+    /// in the Hugging Face cache (an encoder such as all-MiniLM-L6-v2: embeddings/s, as
+    /// `lmrs embed --bench`).
     #[arg(short, long)]
     pub model: String,
-    /// Input length in tokens.
-    #[arg(long, default_value_t = 200)]
-    pub input_tokens: usize,
+    /// Input length in tokens [default: 200; encoders: 128].
+    #[arg(long)]
+    pub input_tokens: Option<usize>,
     /// Generated tokens per sequence (forced: min = max; default 50 for encoder-decoders,
     /// 128 for decoder-only models).
     #[arg(long)]
     pub new_tokens: Option<usize>,
-    /// Batch sizes to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    /// Batch sizes to measure, comma separated [default: 1,8; encoders: 1,32].
+    #[arg(long, value_delimiter = ',')]
     pub batch: Vec<usize>,
     /// Beam counts to measure, comma separated (1: greedy).
     #[arg(long, value_delimiter = ',', default_value = "1,4")]
@@ -361,4 +362,20 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// `--input-tokens`, or `default` when not given.
+    pub fn input_tokens_or(&self, default: usize) -> usize {
+        self.input_tokens.unwrap_or(default)
+    }
+
+    /// `--batch`, or `default` when not given.
+    pub fn batches_or(&self, default: &[usize]) -> Vec<usize> {
+        if self.batch.is_empty() {
+            default.to_vec()
+        } else {
+            self.batch.clone()
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `lmrs bench`: a fixed-length seq2seq workload (every sequence generates exactly
 //! `--new-tokens` tokens) timed end to end, so numbers compare across engines. Decoder-only
-//! models go to [`crate::bench_causal`].
+//! models go to [`crate::bench_causal`], encoders to [`crate::embed_bench`].
 
 use crate::args::BenchArgs;
 use anyhow::{bail, Context, Result};
@@ -35,21 +35,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if lmrs_pipelines::is_causal_model(&args.model, None)? {
         return crate::bench_causal::run(&args);
     }
+    if lmrs_pipelines::is_encoder_model(&args.model, None)? {
+        return run_encoder(&args);
+    }
+    let input_tokens = args.input_tokens_or(200);
+    let batches = args.batches_or(&[1, 8]);
     let new_tokens = args.new_tokens.unwrap_or(50);
-    if args.input_tokens < 2 || new_tokens == 0 || args.repeat == 0 {
+    if input_tokens < 2 || new_tokens == 0 || args.repeat == 0 {
         bail!("--input-tokens must be at least 2, --new-tokens and --repeat at least 1");
     }
     let t = Instant::now();
     let pipeline = Seq2SeqPipeline::load(
         &args.model,
         &LoadOptions {
-            max_input_tokens: Some(args.input_tokens.max(512)),
+            max_input_tokens: Some(input_tokens.max(512)),
             ..Default::default()
         },
     )?;
     let load_s = t.elapsed().as_secs_f64();
-    let max_batch = args.batch.iter().copied().max().unwrap_or(1);
-    let rows = input_rows(&args, &pipeline, max_batch)?;
+    let max_batch = batches.iter().copied().max().unwrap_or(1);
+    let rows = input_rows(&args, &pipeline, max_batch, input_tokens)?;
 
     // Encoder alone, batch 1.
     let ids = Tensor::new(rows[0].as_slice(), &lmrs_core::Device::Cpu)?.unsqueeze(0)?;
@@ -62,7 +67,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let mut cases = Vec::new();
     for &beams in &args.beams {
-        for &batch in &args.batch {
+        for &batch in &batches {
             let cfg = GenerationConfig {
                 num_beams: Some(beams),
                 min_new_tokens: Some(new_tokens),
@@ -98,7 +103,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = Report {
         model: pipeline.model_dir().display().to_string(),
         threads: threads(),
-        input_tokens: args.input_tokens,
+        input_tokens,
         new_tokens,
         load_s,
         encode_ms,
@@ -139,7 +144,27 @@ fn print_table(r: &Report) {
 }
 
 /// Input rows: from `--inputs` or deterministic pseudo-random ids ending in EOS.
-fn input_rows(args: &BenchArgs, p: &Seq2SeqPipeline, n: usize) -> Result<Vec<Vec<u32>>> {
+/// Embeddings/s of an encoder (sentence-transformers folders bring their pooling), as
+/// `lmrs embed --bench`: 128-token inputs at batch 1 and 32 unless told otherwise.
+fn run_encoder(args: &BenchArgs) -> Result<()> {
+    let t = Instant::now();
+    let pipeline = lmrs_pipelines::EmbeddingPipeline::load(&args.model, &Default::default())?;
+    let spec = crate::embed_bench::BenchSpec {
+        tokens: args.input_tokens_or(128),
+        batches: args.batches_or(&[1, 32]),
+        repeat: args.repeat,
+        inputs: args.inputs.clone(),
+        json: args.json,
+    };
+    crate::embed_bench::run(&pipeline, t.elapsed().as_secs_f64(), &spec)
+}
+
+fn input_rows(
+    args: &BenchArgs,
+    p: &Seq2SeqPipeline,
+    n: usize,
+    input_tokens: usize,
+) -> Result<Vec<Vec<u32>>> {
     if let Some(path) = &args.inputs {
         #[derive(serde::Deserialize)]
         struct Inputs {
@@ -167,7 +192,7 @@ fn input_rows(args: &BenchArgs, p: &Seq2SeqPipeline, n: usize) -> Result<Vec<Vec
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     Ok((0..n)
         .map(|_| {
-            let mut row: Vec<u32> = (0..args.input_tokens - 1)
+            let mut row: Vec<u32> = (0..input_tokens - 1)
                 .map(|_| {
                     // xorshift64: cheap, deterministic, good enough to pick token ids.
                     state ^= state << 13;

@@ -54,17 +54,18 @@ pub fn bench_prompt(p: &TextGenerationPipeline, n: usize) -> Result<Vec<u32>> {
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let new_tokens = args.new_tokens.unwrap_or(128);
-    if args.input_tokens < 2 || new_tokens == 0 || args.repeat == 0 {
+    let input_tokens = args.input_tokens_or(200);
+    if input_tokens < 2 || new_tokens == 0 || args.repeat == 0 {
         bail!("--input-tokens must be at least 2, --new-tokens and --repeat at least 1");
     }
     let t = Instant::now();
     let pipeline = TextGenerationPipeline::load(&args.model, &LoadOptions::default())?;
     let load_s = t.elapsed().as_secs_f64();
-    let prompt = bench_prompt(&pipeline, args.input_tokens)?;
+    let prompt = bench_prompt(&pipeline, input_tokens)?;
     let model = pipeline.model();
     let device = lmrs_core::Device::Cpu;
     let mut cases = Vec::new();
-    for &batch in &args.batch {
+    for &batch in &args.batches_or(&[1, 8]) {
         let prompts = vec![prompt.clone(); batch];
         // Prefill: the whole prompt in one forward pass, logits of the last position only.
         let ids: Vec<u32> = prompts.iter().flatten().copied().collect();

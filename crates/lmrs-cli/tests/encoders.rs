@@ -506,3 +506,43 @@ fn token_tasks_bad_input_fails_cleanly() {
         &["input 1 is empty"],
     );
 }
+
+#[test]
+fn bench_measures_embeddings_of_an_encoder() {
+    let (out, _) = assert_ok(lmrs().args([
+        "bench",
+        "--model",
+        fixture(ST).to_str().unwrap(),
+        "--input-tokens",
+        "16",
+        "--batch",
+        "1,4",
+        "--repeat",
+        "1",
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["tokens"], 16);
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(
+        cases
+            .iter()
+            .map(|c| c["batch"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 4]
+    );
+    assert!(cases
+        .iter()
+        .all(|c| c["embeddings_per_s"].as_f64().unwrap() > 0.0));
+    // Longer than the fixture's position table: a clear error.
+    assert_fails(
+        lmrs().args([
+            "bench",
+            "--model",
+            fixture(ST).to_str().unwrap(),
+            "--input-tokens",
+            "100000",
+        ]),
+        &["exceeds"],
+    );
+}

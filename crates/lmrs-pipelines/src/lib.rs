@@ -40,7 +40,8 @@ pub use classify::{
 };
 pub use continuous::{ContinuousGeneration, RequestId, RequestTextSink};
 pub use embed::{
-    cosine_similarity, rank_by_similarity, EmbedOptions, EmbeddingPipeline, Ranked, TextEmbedding,
+    cosine_similarity, is_encoder_model, rank_by_similarity, EmbedOptions, EmbeddingPipeline,
+    Ranked, TextEmbedding,
 };
 pub use error::{PipelineError, Result};
 pub use fill_mask::{FillMaskPipeline, MaskFill};
