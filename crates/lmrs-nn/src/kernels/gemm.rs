@@ -5,7 +5,7 @@
 //! (k = 384–2048, n = 384–2048, a hundred to a few thousand rows). Here the weight is packed
 //! into 16-column panels (contiguous along k; once at load time with [`PackedMatrix`], or per
 //! call with [`matmul_xwt`]); the 12 accumulators of a 6 × 16 output tile never leave
-//! registers while a [`KC`]-long slice of the panel (32 KiB) streams past them. The
+//! registers while a `KC`-long slice of the panel (32 KiB) streams past them. The
 //! bias is the accumulators' starting value and an activation can be applied to each task's
 //! output while it is still in cache ([`Act`]), so neither costs a pass over memory.
 //!

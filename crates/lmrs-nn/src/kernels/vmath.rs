@@ -4,7 +4,7 @@
 //! Why: libm's scalar `erff`/`expf` were ~15% of an encoder forward (GELU over every
 //! feed-forward activation, `exp` in every attention softmax). These polynomial forms have no
 //! branches or table lookups, so a loop over a slice compiles to AVX2/FMA code (see
-//! [`multiversion!`]). Accuracy (checked in the tests against f64 references): `exp` within
+//! `multiversion!`). Accuracy (checked in the tests against f64 references): `exp` within
 //! 2 ulp, `erf` within 5e-7 absolute, `tanh` within 3e-7 absolute, far below the 1e-4
 //! parity the models are held to.
 
@@ -165,7 +165,7 @@ multiversion! {
 /// changes the result).
 const LANES: usize = 16;
 
-/// Sum of `xs` over [`LANES`] partial sums.
+/// Sum of `xs` over `LANES` partial sums.
 #[inline(always)]
 pub fn lane_sum(xs: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
