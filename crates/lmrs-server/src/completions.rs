@@ -18,12 +18,13 @@ use crate::error::ApiError;
 use crate::openai::{
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
     ChatCompletionResponse, ChatDelta, CompletionChoice, CompletionRequest, CompletionResponse,
-    FinishReason, Input, SamplingParams, StopMatcher, Usage,
+    FinishReason, Input, SamplingParams, Usage,
 };
 use crate::routes::{
     check_model, enqueue, make_job, submit, unexpected, unix_now, unsupported, AppState, JsonBody,
     Shared, MAX_INPUTS,
 };
+use crate::stop::StopMatcher;
 use crate::worker::Reply;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};

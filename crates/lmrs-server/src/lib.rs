@@ -45,6 +45,7 @@ mod metrics;
 pub mod openai;
 pub mod openapi;
 mod routes;
+pub mod stop;
 pub mod tasks;
 pub mod worker;
 
