@@ -1,11 +1,13 @@
 //! `Linear`: `y = x W^T + b`, with `W` stored `(out, in)` as in PyTorch checkpoints. The weight
-//! is dense (lmrs's own f32 kernels) or quantized GGUF blocks (the backend's quantized
-//! mat-vec/mat-mat, which never dequantizes the whole matrix).
+//! is dense (lmrs's own f32 kernels) or quantized GGUF blocks, multiplied as stored (never
+//! dequantized whole): Q4_1 / Q5_0 and Q4_K / Q6_K by lmrs's own kernels, every other format
+//! by the backend's quantized mat-vec/mat-mat.
 
 use crate::kernels::block_quant::{BlockFormat, BlockMatrix};
+use crate::kernels::k_quant::{KFormat, KQuantMatrix};
 use crate::kernels::{gemm, small_matmul};
 use crate::Result;
-use lmrs_core::candle::quantized::{GgmlDType, QMatMul};
+use lmrs_core::candle::quantized::{GgmlDType, QMatMul, QTensor};
 use lmrs_core::{Module, Tensor};
 use lmrs_io::{MatrixWeight, Weights};
 use std::sync::Arc;
@@ -13,10 +15,14 @@ use std::sync::Arc;
 /// How quantized weights are multiplied.
 #[derive(Debug, Clone)]
 enum Quantized {
-    /// The backend's quantized matmul (SIMD for Q4_0, Q8_0 and the K-quants).
+    /// The backend's quantized matmul (SIMD for Q4_0, Q8_0 and the other K-quants).
     Backend(QMatMul),
     /// lmrs's Q4_1 / Q5_0 kernels (the backend has no SIMD path for them).
     Blocks(Arc<BlockMatrix>),
+    /// lmrs's Q4_K / Q6_K kernels: a row's result does not depend on how many rows are
+    /// multiplied with it (the backend's single-row and multi-row kernels sum in different
+    /// orders, so batched decoding drifted from decoding alone).
+    KQuants(Arc<KQuantMatrix>),
 }
 
 /// A projection, dense or quantized behind one type.
@@ -48,16 +54,13 @@ impl Linear {
             MatrixWeight::Quantized(q) => {
                 let (out_dim, in_dim) = q.shape().dims2()?;
                 let placeholder = Tensor::zeros(0, lmrs_core::DType::F32, &q.device())?;
-                let format = match q.dtype() {
-                    GgmlDType::Q4_1 => Some(BlockFormat::Q4_1),
-                    GgmlDType::Q5_0 => Some(BlockFormat::Q5_0),
-                    _ => None,
+                let own = if q.device().is_cpu() {
+                    own_kernels(&q, out_dim, in_dim)
+                } else {
+                    None
                 };
-                let own = format.filter(|_| q.device().is_cpu()).and_then(|f| {
-                    BlockMatrix::new(f, q.data().ok()?.into_owned(), out_dim, in_dim)
-                });
                 let quantized = match own {
-                    Some(m) => Quantized::Blocks(Arc::new(m)),
+                    Some(own) => own,
                     None => Quantized::Backend(QMatMul::from_arc(q)?),
                 };
                 Ok(Self {
@@ -96,6 +99,35 @@ impl Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+}
+
+/// lmrs's own kernels for a CPU tensor, where they apply: Q4_1 / Q5_0 blocks, and Q4_K / Q6_K
+/// rows of whole 256-value super-blocks. `None` leaves the tensor to the backend.
+fn own_kernels(q: &QTensor, rows: usize, cols: usize) -> Option<Quantized> {
+    let data = || Some(q.data().ok()?.into_owned());
+    let blocks = |f| BlockMatrix::new(f, data()?, rows, cols);
+    let k_quants = |f| KQuantMatrix::new(f, data()?, rows, cols);
+    match q.dtype() {
+        GgmlDType::Q4_1 => blocks(BlockFormat::Q4_1).map(|m| Quantized::Blocks(Arc::new(m))),
+        GgmlDType::Q5_0 => blocks(BlockFormat::Q5_0).map(|m| Quantized::Blocks(Arc::new(m))),
+        GgmlDType::Q4K => k_quants(KFormat::Q4K).map(|m| Quantized::KQuants(Arc::new(m))),
+        GgmlDType::Q6K => k_quants(KFormat::Q6K).map(|m| Quantized::KQuants(Arc::new(m))),
+        _ => None,
+    }
+}
+
+/// `x2d` `(rows, in)` through one of lmrs's quantized kernels (`f32` rows in, `(rows, out)` out).
+fn own_matmul(
+    x2d: &Tensor,
+    out: usize,
+    matmul: impl FnOnce(&[f32]) -> Vec<f32>,
+) -> lmrs_core::candle::Result<Tensor> {
+    let rows = x2d.dim(0)?;
+    let xs = x2d
+        .to_dtype(lmrs_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    Tensor::from_vec(matmul(&xs), (rows, out), x2d.device())
 }
 
 impl Linear {
@@ -164,13 +196,8 @@ impl Module for Linear {
         let y = if let Some(q) = &self.quantized {
             let y = match q {
                 Quantized::Backend(q) => q.forward(&x2d.contiguous()?)?,
-                Quantized::Blocks(q) => {
-                    let xs = x2d
-                        .to_dtype(lmrs_core::DType::F32)?
-                        .flatten_all()?
-                        .to_vec1::<f32>()?;
-                    Tensor::from_vec(q.matmul_xwt(&xs, rows), (rows, q.rows()), x.device())?
-                }
+                Quantized::Blocks(q) => own_matmul(&x2d, q.rows(), |xs| q.matmul_xwt(xs, rows))?,
+                Quantized::KQuants(q) => own_matmul(&x2d, q.rows(), |xs| q.matmul_xwt(xs, rows))?,
             };
             match &self.bias {
                 Some(b) => y.broadcast_add(b)?,

@@ -6,6 +6,7 @@ pub mod block_quant;
 pub mod encoder_attention;
 pub mod gelu;
 pub mod gemm;
+pub mod k_quant;
 pub mod layer_norm;
 pub mod small_matmul;
 pub mod vmath;
