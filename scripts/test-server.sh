@@ -8,7 +8,8 @@
 # Causal LMs: the tiny llama fixture as an HF folder (tests/fixtures/llama-tiny) and as GGUF
 # (tests/fixtures/llama-tiny-gguf), so nothing needs downloading; also `lmrs serve` with no
 # --model (the default model, SmolLM2-135M-Instruct) when scripts/fetch-models.sh has fetched it.
-#   LMRS_SERVER_CHAT_MODEL=PATH  checks this causal LM too (a GGUF file or HF folder).
+#   LMRS_SERVER_CHAT_MODEL=PATH  checks this causal LM too (a GGUF file or HF folder; a base model
+#                                without a chat template gets the completion checks).
 #   LMRS_SERVER_SKIP_DEFAULT=1   skip the default model even when it is there.
 #
 # Python: uses .venv when it has the pinned `openai`, else creates .venv and installs

@@ -328,9 +328,13 @@ def chat_checks(url, label="causal", exact_batches=True):
     extension, sent as extra_body) keeps a random tiny model from ending at once.
     `exact_batches`: batched greedy results must equal single runs token for token (each prompt
     is prefilled alone, and a decoding step computes each row as a one-row step does); when
-    false, differences are only counted."""
+    false, differences are only counted. A model without a chat template (a base model) serves
+    completions only: then the chat checks become one check that chat is refused, and the batch
+    check runs on /v1/completions."""
     client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     model = client.models.list().data[0].id
+    spec = json.loads(http(f"{url}/openapi.json")[2])
+    has_chat = "description" not in spec["paths"]["/v1/chat/completions"]["post"]
     messages = [{"role": "system", "content": "You are terse."},
                 {"role": "user", "content": "What is the capital of France?"}]
     greedy = dict(model=model, messages=messages, temperature=0)
@@ -406,16 +410,23 @@ def chat_checks(url, label="causal", exact_batches=True):
         assert [c.index for c in many.choices] == [0, 1]
         assert many.choices[1].text == r.choices[0].text
 
-    @check(f"http [{label}]: concurrent chats with equal options batch and equal their single runs")
+    route = "chat/completions" if has_chat else "completions"
+
+    @check(f"http [{label}]: concurrent {route} requests with equal options batch and equal their single runs")
     def batched():
         users = [f"Question {i}: {'why ' * (i % 4)}?" for i in range(8)]
-        body = lambda u: {"model": model, "messages": [{"role": "user", "content": u}], "max_tokens": 8,
-                          "temperature": 0}
-        want = [post(f"{url}/v1/chat/completions", body(u))[1]["choices"][0]["message"]["content"] for u in users]
+        if has_chat:
+            body = lambda u: {"model": model, "messages": [{"role": "user", "content": u}], "max_tokens": 8,
+                              "temperature": 0}
+            answer = lambda r: r["choices"][0]["message"]["content"]
+        else:
+            body = lambda u: {"model": model, "prompt": u, "max_tokens": 8, "temperature": 0}
+            answer = lambda r: r["choices"][0]["text"]
+        want = [answer(post(f"{url}/v1/{route}", body(u))[1]) for u in users]
         got = [None] * len(users)
 
         def one(i):
-            got[i] = post(f"{url}/v1/chat/completions", body(users[i]))
+            got[i] = post(f"{url}/v1/{route}", body(users[i]))
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(len(users))]
         for t in threads:
@@ -425,8 +436,8 @@ def chat_checks(url, label="causal", exact_batches=True):
         differ = []
         for i, (status, r) in enumerate(got):
             assert status == 200, r
-            if r["choices"][0]["message"]["content"] != want[i]:
-                differ.append((i, r["choices"][0]["message"]["content"], want[i]))
+            if answer(r) != want[i]:
+                differ.append((i, answer(r), want[i]))
         if exact_batches:
             assert not differ, differ
         elif differ:
@@ -456,7 +467,17 @@ def chat_checks(url, label="causal", exact_batches=True):
         except openai.NotFoundError as e:
             assert e.body["code"] == "model_not_supported", e.body
 
-    for f in (chat, stream, options, stop, completions, batched, bad):
+    @check(f"openai [{label}]: no chat template: chat is NotFoundError model_not_supported")
+    def no_chat():
+        try:
+            client.chat.completions.create(**greedy, max_tokens=2)
+            raise AssertionError("expected NotFoundError")
+        except openai.NotFoundError as e:
+            assert e.body["code"] == "model_not_supported", e.body
+            assert e.body["message"].endswith("it serves /v1/completions"), e.body
+
+    checks = (chat, stream, options, stop, completions, batched, bad) if has_chat else (no_chat, completions, batched)
+    for f in checks:
         f()
 
 

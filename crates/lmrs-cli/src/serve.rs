@@ -124,7 +124,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         };
         println!(
             "lmrs serve: routes {} and /v1/models, /health, /metrics, /docs; {limits}",
-            info.kind.routes().join(", "),
+            info.routes().join(", "),
         );
         let _ = std::io::stdout().flush();
     })?;

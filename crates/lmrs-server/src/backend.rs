@@ -326,6 +326,21 @@ pub struct ModelInfo {
     /// The longest input, in tokens, the pipeline takes before truncating (a causal LM's
     /// context window, prompt and completion together).
     pub input_limit: usize,
+    /// Whether a causal LM has a chat template (without one it serves no chat route).
+    pub chat: bool,
+}
+
+impl ModelInfo {
+    /// The model routes this server answers, besides the common ones: its kind's, less
+    /// `/v1/chat/completions` for a causal LM without a chat template.
+    pub fn routes(&self) -> Vec<&'static str> {
+        self.kind
+            .routes()
+            .iter()
+            .copied()
+            .filter(|r| self.chat || *r != "/v1/chat/completions")
+            .collect()
+    }
 }
 
 impl Backend {

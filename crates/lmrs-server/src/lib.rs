@@ -148,6 +148,10 @@ impl Server {
             kind: backend.kind(),
             dir: backend.model_dir().to_path_buf(),
             input_limit: backend.input_limit(),
+            chat: match &backend {
+                Backend::CausalLm(p) => p.chat_template().is_some(),
+                _ => false,
+            },
         };
         let backend = Arc::new(backend);
         let queue = Arc::new(worker::Queue::new(config.max_queue));

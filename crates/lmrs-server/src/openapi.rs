@@ -70,9 +70,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
 
 /// Whether a server of `info`'s model answers `path` (service routes always do).
 fn served(info: &ModelInfo, path: &str) -> bool {
-    !path.starts_with("/v1/")
-        || path.starts_with("/v1/models")
-        || info.kind.routes().contains(&path)
+    !path.starts_with("/v1/") || path.starts_with("/v1/models") || info.routes().contains(&path)
 }
 
 fn texts_schema() -> Value {

@@ -224,7 +224,7 @@ pub(crate) fn unsupported(s: &Shared, what: &str) -> ApiError {
         "the model '{}' is a {} model and does not support {what}; it serves {}",
         s.info.id,
         s.info.kind.name(),
-        s.info.kind.routes().join(", ")
+        s.info.routes().join(", ")
     ))
 }
 

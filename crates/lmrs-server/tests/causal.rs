@@ -777,3 +777,54 @@ async fn a_streaming_client_that_hangs_up_stops_its_row() {
     assert_eq!(r.status, 200, "{}", r.text());
     server.stop().await;
 }
+
+/// A causal LM without a chat template serves completions only: chat is refused with a
+/// message that names what is served, and neither the error nor the OpenAPI document offers
+/// the chat route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_without_chat_template_serves_completions_only() {
+    let dir = std::env::temp_dir().join(format!("lmrs-server-no-chat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture(LLAMA)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let cfg_path = dir.join("tokenizer_config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert!(cfg
+        .as_object_mut()
+        .unwrap()
+        .remove("chat_template")
+        .is_some());
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+
+    let server = TestServer::start(&dir, ServerConfig::default()).await;
+    let e = server
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": server.id, "messages": [{"role": "user", "content": "Hi"}],
+                    "max_tokens": 2}),
+        )
+        .await
+        .assert_error(404);
+    assert_eq!(e["code"], "model_not_supported");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("no chat template"), "{msg}");
+    assert!(msg.ends_with("it serves /v1/completions"), "{msg}");
+    let r = server
+        .post(
+            "/v1/completions",
+            &json!({"model": server.id, "prompt": "Once", "max_tokens": 2, "temperature": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spec = server.get("/openapi.json").await.json();
+    // The document lists every route and marks those this model does not serve.
+    let note = |path: &str| spec["paths"][path]["post"]["description"].clone();
+    assert!(note("/v1/chat/completions")
+        .as_str()
+        .is_some_and(|d| d.starts_with("Not served")));
+    assert_eq!(note("/v1/completions"), Value::Null);
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
