@@ -214,10 +214,8 @@ unsafe fn quantize_block_avx2(x: &[f32]) -> Q8Block {
     for vi in v {
         amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, vi));
     }
-    let m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    let m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    let amax = _mm_cvtss_f32(m4);
+    // SAFETY: AVX2 is enabled for this function.
+    let amax = unsafe { hmax(amax) };
     let d = amax / 127.0;
     let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
     let half = _mm256_set1_ps(0.5);
@@ -488,15 +486,27 @@ unsafe fn unsigned_pair<const SIGNED: bool>(
     }
 }
 
+/// The sum of `v`'s 8 lanes (also the K-quant kernels' fold, so both sum in one order).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+pub(super) unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
     use std::arch::x86_64::*;
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     _mm_cvtss_f32(s)
+}
+
+/// The largest of `v`'s 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn hmax(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -19,6 +19,8 @@
 //! `ql[l] & 15`, `ql[32 + l] & 15`, `ql[l] >> 4`, `ql[32 + l] >> 4` and their top 2 bits
 //! from bits 0-1, 2-3, 4-5, 6-7 of `qh[l]`; value = `d * sc * (q - 32)`.
 
+#[cfg(target_arch = "x86_64")]
+use super::block_quant::{hmax, hsum};
 use super::small_matmul::SharedOut;
 
 /// Values per super-block.
@@ -362,10 +364,8 @@ unsafe fn quantize_block_avx2(x: &[f32]) -> Q8KBlock {
         let v = unsafe { _mm256_loadu_ps(p.add(8 * i)) };
         amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
     }
-    let m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    let m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    let d = _mm_cvtss_f32(m4) / 127.0;
+    // SAFETY: AVX2 is enabled for this function.
+    let d = unsafe { hmax(amax) } / 127.0;
     let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
     let half = _mm256_set1_ps(0.5);
     let mut out = Q8KBlock {
@@ -622,17 +622,6 @@ unsafe fn block_q6k<const VNNI: bool, const R: usize>(
         let s = _mm256_add_epi32(sums[r][0], sums[r][1]);
         acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[r].d), _mm256_cvtepi32_ps(s), acc[r]);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
 }
 
 #[cfg(test)]
