@@ -14,8 +14,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "lmrs", version, propagate_version = true)]
 pub struct Cli {
-    /// Compute threads (default: all cores).
-    #[arg(long, global = true)]
+    /// Compute threads (default: all cores; more than the cores available are capped, since
+    /// the backend's workers spin at their barriers and oversubscription only slows them).
+    #[arg(long, global = true, value_parser = at_least_one)]
     pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
@@ -140,7 +141,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     /// Prompts run together in one batch (left-padded).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Keep the last tokens of a prompt that does not fit the context window instead of
     /// failing.
@@ -200,7 +201,7 @@ pub struct IoArgs {
     #[arg(long)]
     pub json: bool,
     /// Inputs run together in one batch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Truncate inputs to this many tokens (default: the config's n_positions, else 512).
     #[arg(long)]
@@ -243,7 +244,7 @@ pub struct GenerationArgs {
     pub repetition_penalty: Option<f64>,
     /// Token id sequences never to generate, e.g. "5 7;12" bans the sequence 5 7 and the token 12.
     #[arg(long, value_parser = parse_bad_words, help_heading = "Generation")]
-    pub bad_words_ids: Option<Vec<Vec<u32>>>,
+    pub bad_words_ids: Option<BadWordsIds>,
     /// Sample instead of picking the most likely tokens.
     #[arg(long, help_heading = "Sampling")]
     pub do_sample: bool,
@@ -278,6 +279,16 @@ pub struct GenerationArgs {
 }
 
 impl GenerationArgs {
+    /// [`Self::to_config`] for a model whose own settings are `base`, warning on stderr (as
+    /// `transformers` does) when a length flag loses to the model's new-token bound.
+    pub fn overrides_for(&self, base: &GenerationConfig) -> GenerationConfig {
+        let cfg = self.to_config();
+        for note in cfg.shadowed_lengths(base) {
+            eprintln!("warning: {note}");
+        }
+        cfg
+    }
+
     /// The flags as a configuration layer (unset flags stay unset).
     pub fn to_config(&self) -> GenerationConfig {
         GenerationConfig {
@@ -291,7 +302,7 @@ impl GenerationArgs {
             early_stopping: self.early_stopping,
             no_repeat_ngram_size: self.no_repeat_ngram_size,
             repetition_penalty: self.repetition_penalty,
-            bad_words_ids: self.bad_words_ids.clone(),
+            bad_words_ids: self.bad_words_ids.clone().map(|b| b.0),
             do_sample: self.do_sample.then_some(true),
             temperature: self.temperature,
             top_k: self.top_k,
@@ -316,8 +327,26 @@ fn parse_early_stopping(s: &str) -> Result<EarlyStopping, String> {
     }
 }
 
-fn parse_bad_words(s: &str) -> Result<Vec<Vec<u32>>, String> {
-    s.split(';')
+/// `--bad-words-ids`: token-id sequences, one flag value.
+///
+/// A newtype because clap's derive reads a bare `Vec<Vec<u32>>` field as "many values of
+/// `Vec<u32>`" and then panics when the parser hands back the whole list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadWordsIds(pub Vec<Vec<u32>>);
+
+/// A count flag that must be at least 1 (batch sizes, threads, repetitions): clap refuses 0
+/// with its usual "invalid value" error, the same way on every command.
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a positive whole number")),
+    }
+}
+
+fn parse_bad_words(s: &str) -> Result<BadWordsIds, String> {
+    let ids = s
+        .split(';')
         .map(|seq| {
             seq.split([' ', ','])
                 .filter(|t| !t.is_empty())
@@ -328,7 +357,11 @@ fn parse_bad_words(s: &str) -> Result<Vec<Vec<u32>>, String> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .filter(|r| r.as_ref().map_or(true, |v| !v.is_empty()))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err("expected token ids, e.g. \"5 7;12\"".into());
+    }
+    Ok(BadWordsIds(ids))
 }
 
 /// `lmrs bench` flags.
@@ -339,21 +372,21 @@ pub struct BenchArgs {
     /// `lmrs embed --bench`).
     #[arg(short, long)]
     pub model: String,
-    /// Input length in tokens [default: 200; encoders: 128].
-    #[arg(long)]
+    /// Input length in tokens [default: 200; encoders: 128]; at most the model's context.
+    #[arg(long, value_parser = at_least_one)]
     pub input_tokens: Option<usize>,
     /// Generated tokens per sequence (forced: min = max; default 50 for encoder-decoders,
     /// 128 for decoder-only models).
     #[arg(long)]
     pub new_tokens: Option<usize>,
     /// Batch sizes to measure, comma separated [default: 1,8; encoders: 1,32].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one)]
     pub batch: Vec<usize>,
     /// Beam counts to measure, comma separated (1: greedy).
-    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = at_least_one)]
     pub beams: Vec<usize>,
     /// Timed repetitions per case (the median is reported) after one warm-up.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     pub repeat: usize,
     /// JSON file `{"input_ids": [[...], ...]}` with the input rows to use (e.g. the ones a
     /// Python baseline used); default: deterministic pseudo-random ids.

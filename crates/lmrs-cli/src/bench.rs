@@ -31,6 +31,9 @@ struct Report {
     peak_rss_mb: Option<f64>,
 }
 
+/// Longest input or output an encoder-decoder benchmark takes.
+const MAX_SEQ2SEQ_BENCH_TOKENS: usize = 16_384;
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if lmrs_pipelines::is_causal_model(&args.model, None)? {
         return crate::bench_causal::run(&args);
@@ -43,6 +46,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let new_tokens = args.new_tokens.unwrap_or(50);
     if input_tokens < 2 || new_tokens == 0 || args.repeat == 0 {
         bail!("--input-tokens must be at least 2, --new-tokens and --repeat at least 1");
+    }
+    // Relative positions set no limit; the encoder's attention grows with the square of the
+    // input, so lengths past this are no benchmark of anything a user runs.
+    if input_tokens > MAX_SEQ2SEQ_BENCH_TOKENS || new_tokens > MAX_SEQ2SEQ_BENCH_TOKENS {
+        bail!(
+            "--input-tokens and --new-tokens must be at most {MAX_SEQ2SEQ_BENCH_TOKENS} for an \
+             encoder-decoder"
+        );
     }
     let t = Instant::now();
     let pipeline = Seq2SeqPipeline::load(

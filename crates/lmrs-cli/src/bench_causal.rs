@@ -61,6 +61,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let t = Instant::now();
     let pipeline = TextGenerationPipeline::load(&args.model, &LoadOptions::default())?;
     let load_s = t.elapsed().as_secs_f64();
+    let context = pipeline.model().max_positions();
+    if input_tokens.saturating_add(new_tokens) > context {
+        bail!(
+            "--input-tokens {input_tokens} plus --new-tokens {new_tokens} exceed the model's \
+             context of {context} positions"
+        );
+    }
     let prompt = bench_prompt(&pipeline, input_tokens)?;
     let model = pipeline.model();
     let device = lmrs_core::Device::Cpu;

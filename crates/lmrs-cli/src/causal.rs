@@ -96,7 +96,7 @@ where
 pub fn generate(args: GenerateArgs) -> Result<()> {
     let prompts = documents(&args.prompts, &args.source)?;
     let pipeline = load(&args.model, &args.revision, args.truncate)?;
-    let overrides = args.generation.to_config();
+    let overrides = args.generation.overrides_for(pipeline.defaults());
     let (outputs, streamed) = run_streaming(args.json, prompts.len() == 1, |on_text| {
         let opts = RunOptions {
             batch_size: args.batch_size,
@@ -114,7 +114,7 @@ pub fn summarize(args: TaskArgs) -> Result<()> {
     let docs = documents(&args.texts, &args.io.source)?;
     let truncate = args.io.max_input_tokens.is_some();
     let pipeline = load(&args.model, &args.revision, truncate)?;
-    let overrides = args.generation.to_config();
+    let overrides = args.generation.overrides_for(pipeline.defaults());
     let (outputs, streamed) = run_streaming(args.io.json, docs.len() == 1, |on_text| {
         let opts = RunOptions {
             batch_size: args.io.batch_size,
@@ -137,7 +137,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             pipeline.source().display()
         );
     }
-    let overrides = args.generation.to_config();
+    let overrides = args.generation.overrides_for(pipeline.defaults());
     let mut history = Vec::new();
     if let Some(system) = &args.system {
         history.push(ChatMessage {

@@ -32,7 +32,7 @@ pub struct ClassifyArgs {
     #[arg(long)]
     pub max_seq_length: Option<usize>,
     /// Inputs run together in one batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::args::at_least_one)]
     pub batch_size: usize,
     /// Print one JSON object per input (index, labels with scores, tokens, truncated).
     #[arg(long)]

@@ -33,7 +33,7 @@ pub struct EmbedModelArgs {
     #[arg(long)]
     pub max_seq_length: Option<usize>,
     /// Inputs run together in one batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::args::at_least_one)]
     pub batch_size: usize,
 }
 
@@ -119,7 +119,7 @@ pub struct SimilarityArgs {
     pub texts: Vec<String>,
     #[command(flatten)]
     pub source: InputArgs,
-    /// Print only the K best candidates.
+    /// Print only the K best candidates (0: all).
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Print one JSON object per candidate (rank, index, score, text), best first.
@@ -253,7 +253,8 @@ pub fn similarity(args: SimilarityArgs) -> Result<()> {
     let query = embeddings.remove(0).embedding;
     let vectors: Vec<Vec<f32>> = embeddings.into_iter().map(|e| e.embedding).collect();
     let ranked = rank_by_similarity(&query, &vectors);
-    let keep = args.top_k.unwrap_or(ranked.len());
+    // 0 means all, as `classify --top-k 0` does.
+    let keep = args.top_k.filter(|&k| k > 0).unwrap_or(ranked.len());
     let mut out = std::io::stdout().lock();
     for (rank, r) in ranked.iter().take(keep).enumerate() {
         let text = &candidates[r.index];

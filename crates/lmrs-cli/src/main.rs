@@ -19,7 +19,7 @@ fn main() {
     let cli = args::Cli::parse();
     if let Some(n) = cli.threads {
         // The tensor backend sizes its thread pool from this variable on first use.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", capped_threads(n).to_string());
     }
     let result = match cli.command {
         args::Command::Summarize(a) => run::summarize(a),
@@ -39,6 +39,21 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
+    }
+}
+
+/// `--threads N` bounded by the cores this process may run on.
+///
+/// The backend's worker pool spins at its barriers: one worker more than there are cores makes
+/// every step wait for a descheduled thread (3 threads on 2 cores ran the default model 11×
+/// slower), and thousands of workers fail to spawn inside the backend, which panics.
+fn capped_threads(n: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if n > cores {
+        eprintln!("warning: --threads {n} is more than the {cores} cores available; using {cores}");
+        cores
+    } else {
+        n
     }
 }
 

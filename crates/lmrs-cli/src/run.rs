@@ -46,7 +46,9 @@ fn run_task(args: TaskArgs, task: Task) -> Result<()> {
             max_input_tokens: args.io.max_input_tokens,
         },
     )?;
-    let overrides = args.generation.to_config();
+    let overrides = args
+        .generation
+        .overrides_for(&pipeline.task_config(&task)?.1);
     let json = args.io.json;
     let stdout_tty = std::io::stdout().is_terminal();
 

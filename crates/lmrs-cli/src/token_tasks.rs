@@ -21,7 +21,7 @@ pub struct TokenTaskInput {
     #[command(flatten)]
     pub source: InputArgs,
     /// Inputs run together in one batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::args::at_least_one)]
     pub batch_size: usize,
     /// Print one JSON object per input.
     #[arg(long)]

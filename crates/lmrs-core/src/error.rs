@@ -15,6 +15,16 @@ pub enum Error {
     /// A generation option is out of its valid range.
     #[error("invalid generation option: {0}")]
     InvalidOption(String),
+    /// An allocation was refused before it was made: it would not fit the memory available.
+    #[error("{what} would need {needed_mib} MiB but {available_mib} MiB of memory are available; lower the batch size, the number of beams or the output length")]
+    TooLarge {
+        /// What was to be allocated.
+        what: String,
+        /// Size asked for, in MiB.
+        needed_mib: u128,
+        /// Memory available (MemAvailable), in MiB.
+        available_mib: u128,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -67,12 +67,23 @@ impl SplitMix64 {
     }
 }
 
+/// Most resamples accepted: 1000 (rouge-score's default) already gives intervals stable to
+/// about 0.1 point; a million is far past any use and keeps the resample table (one f64 per
+/// measure and resample) and the run time bounded instead of aborting on allocation.
+pub const MAX_SAMPLES: usize = 1_000_000;
+
 /// Check the options.
 pub fn validate(opts: &BootstrapOptions) -> Result<()> {
     if opts.samples == 0 {
         return Err(EvalError::InvalidOption(
             "bootstrap samples must be positive".into(),
         ));
+    }
+    if opts.samples > MAX_SAMPLES {
+        return Err(EvalError::InvalidOption(format!(
+            "bootstrap samples must be at most {MAX_SAMPLES}, got {}",
+            opts.samples
+        )));
     }
     if !(opts.confidence > 0.0 && opts.confidence < 1.0) {
         return Err(EvalError::InvalidOption(format!(
@@ -199,6 +210,10 @@ mod tests {
             },
             BootstrapOptions {
                 confidence: 1.5,
+                ..Default::default()
+            },
+            BootstrapOptions {
+                samples: MAX_SAMPLES + 1,
                 ..Default::default()
             },
         ] {

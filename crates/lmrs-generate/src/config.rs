@@ -201,6 +201,10 @@ impl From<ConfigError> for Error {
     }
 }
 
+/// Smallest sampling temperature accepted (vLLM's sampling epsilon): logits divided by less
+/// overflow f32 to infinity and the distribution becomes NaN.
+pub const MIN_TEMPERATURE: f64 = 1e-5;
+
 macro_rules! merge_fields {
     ($dst:expr, $src:expr, $($f:ident),* $(,)?) => {
         $( if $src.$f.is_some() { $dst.$f = $src.$f.clone(); } )*
@@ -254,6 +258,41 @@ impl GenerationConfig {
         );
     }
 
+    /// What `transformers` warns about when this layer (a request's or the command line's
+    /// settings) is put over `base` (the model's files): a `max_length` (`min_length`) given
+    /// here loses to a `max_new_tokens` (`min_new_tokens`) that `base` sets, since the
+    /// new-token bound takes precedence wherever it comes from. One sentence per shadowed
+    /// field, naming the flag that would win.
+    pub fn shadowed_lengths(&self, base: &GenerationConfig) -> Vec<String> {
+        let mut notes = Vec::new();
+        let pairs = [
+            (
+                "max_length",
+                self.max_length,
+                self.max_new_tokens,
+                base.max_new_tokens,
+                "max_new_tokens",
+            ),
+            (
+                "min_length",
+                self.min_length,
+                self.min_new_tokens,
+                base.min_new_tokens,
+                "min_new_tokens",
+            ),
+        ];
+        for (total, given, own_new, base_new, new_name) in pairs {
+            if let (Some(given), None, Some(base_new)) = (given, own_new, base_new) {
+                notes.push(format!(
+                    "both `{new_name}` (={base_new}, from the model's generation settings) and \
+                     `{total}` (={given}) are set; `{new_name}` takes precedence, as in \
+                     transformers (set `{new_name}` to change the length)"
+                ));
+            }
+        }
+        notes
+    }
+
     /// Apply HF defaults, take unset special tokens from `special` (the model's config) and
     /// validate. Errors are [`Error::InvalidOption`] naming the field.
     pub fn resolve(&self, special: &SpecialTokens) -> Result<ResolvedConfig> {
@@ -293,6 +332,13 @@ impl GenerationConfig {
             return bad(format!(
                 "`temperature` must be a strictly positive number when sampling, got {temperature} \
                  (for greedy decoding set do_sample=false)"
+            ));
+        }
+        if do_sample && temperature < MIN_TEMPERATURE {
+            return bad(format!(
+                "`temperature` {temperature:e} is below the smallest supported value \
+                 {MIN_TEMPERATURE:e} (scores divided by it overflow); for greedy decoding set \
+                 do_sample=false"
             ));
         }
         let top_p = self.top_p.unwrap_or(1.0);
@@ -381,7 +427,7 @@ impl LengthLimit {
     pub fn total(self, prompt_len: usize) -> usize {
         match self {
             Self::Total(n) => n,
-            Self::NewTokens(n) => prompt_len + n,
+            Self::NewTokens(n) => prompt_len.saturating_add(n),
         }
     }
 }

@@ -48,6 +48,13 @@ pub fn sample(row: &[f32], rng: &mut impl Rng) -> Result<usize> {
             "sampling distribution: every token was filtered out".into(),
         ));
     }
+    // A +inf score (logits over a vanishing temperature) makes `x - max` NaN for it: the
+    // distribution is undefined, and drawing from it would silently return token 0.
+    if max == f32::INFINITY || row.iter().any(|x| x.is_nan()) {
+        return Err(Error::NonFinite(
+            "sampling distribution: scores are not finite (is the temperature too small?)".into(),
+        ));
+    }
     let total: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
     let mut target = rng.random::<f64>() * total;
     let mut last = 0;
@@ -199,5 +206,13 @@ mod tests {
             assert!(i == 1 || i == 3);
         }
         assert!(sample(&[f32::NEG_INFINITY; 2], &mut rng).is_err());
+    }
+
+    #[test]
+    fn sample_refuses_non_finite_scores() {
+        // 1e-40 as a temperature: finite logits become +inf, and NaN after the max shift.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        assert!(sample(&[f32::INFINITY, 1.0, f32::INFINITY], &mut rng).is_err());
+        assert!(sample(&[0.5, f32::NAN, 1.0], &mut rng).is_err());
     }
 }

@@ -170,6 +170,11 @@ fn resolve_rejects_bad_combinations() {
         },
         GenerationConfig {
             do_sample: Some(true),
+            temperature: Some(1e-40),
+            ..Default::default()
+        },
+        GenerationConfig {
+            do_sample: Some(true),
             top_p: Some(1.5),
             ..Default::default()
         },
@@ -201,4 +206,28 @@ fn resolve_rejects_bad_combinations() {
         ..Default::default()
     };
     assert!(ok.resolve(&SpecialTokens::default()).is_ok());
+}
+
+#[test]
+fn a_length_shadowed_by_the_models_new_token_bound_is_reported() {
+    let model = GenerationConfig {
+        max_new_tokens: Some(64),
+        ..Default::default()
+    };
+    let flags = GenerationConfig {
+        max_length: Some(10),
+        ..Default::default()
+    };
+    let notes = flags.shadowed_lengths(&model);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("max_new_tokens` (=64") && notes[0].contains("(=10)"));
+    // Setting the new-token bound too, or a model without one: nothing to say.
+    let both = GenerationConfig {
+        max_new_tokens: Some(5),
+        ..flags.clone()
+    };
+    assert!(both.shadowed_lengths(&model).is_empty());
+    assert!(flags
+        .shadowed_lengths(&GenerationConfig::default())
+        .is_empty());
 }

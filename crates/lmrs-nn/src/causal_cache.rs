@@ -35,6 +35,21 @@ pub struct CacheShape {
 impl CausalCache {
     /// Allocate empty caches.
     pub fn new(shape: CacheShape, dtype: DType, device: &Device) -> Result<Self> {
+        // All layers at once: each layer alone may fit where the whole cache does not.
+        crate::memory::check_allocation(
+            crate::memory::tensor_bytes(
+                &[
+                    2,
+                    shape.layers,
+                    shape.batch,
+                    shape.kv_heads,
+                    shape.max_len,
+                    shape.head_dim,
+                ],
+                dtype,
+            ),
+            "the key/value cache",
+        )?;
         let layers = (0..shape.layers)
             .map(|_| {
                 KvCache::new(
@@ -174,7 +189,14 @@ impl JoinRows for CausalCache {
             })
             .collect();
         let len = spans.iter().map(|&(_, kept)| kept).max().unwrap_or(0);
-        let capacity = len + room;
+        let capacity = len.saturating_add(room);
+        if let Some(k) = first.layers.first().map(|l| l.key_dims()) {
+            let rows: usize = parts.iter().map(|c| c.pad.len()).sum();
+            crate::memory::check_allocation(
+                crate::memory::tensor_bytes(&[2, layers, rows, k.1, capacity, k.3], k.4),
+                "the key/value cache",
+            )?;
+        }
         let joined = (0..layers)
             .map(|i| {
                 let placed: Vec<(&KvCache, usize, usize)> = parts

@@ -21,6 +21,10 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
+        crate::memory::check_allocation(
+            crate::memory::tensor_bytes(&[2, batch, heads, max_len, head_dim], dtype),
+            "the key/value cache",
+        )?;
         let shape = (batch, heads, max_len, head_dim);
         Ok(Self {
             k: Tensor::zeros(shape, dtype, device)?,
@@ -39,9 +43,30 @@ impl KvCache {
         self.len == 0
     }
 
+    /// `(batch, heads, capacity, head_dim, dtype)` of the stored keys.
+    pub fn key_dims(&self) -> (usize, usize, usize, usize, DType) {
+        let d = self.k.dims();
+        (d[0], d[1], d[2], d[3], self.k.dtype())
+    }
+
     /// Allocated capacity in positions.
     pub fn capacity(&self) -> usize {
         self.k.dims()[2]
+    }
+
+    /// Reallocate to `capacity` slots (at least the stored ones), keeping what is stored.
+    pub fn grow_to(&mut self, capacity: usize) -> Result<()> {
+        if capacity <= self.capacity() {
+            return Ok(());
+        }
+        let (b, h, _, d) = self.k.dims4()?;
+        crate::memory::check_allocation(
+            crate::memory::tensor_bytes(&[2, b, h, capacity, d], self.k.dtype()),
+            "the key/value cache",
+        )?;
+        self.k = Self::placed(&self.k, 0, self.len, 0, capacity)?;
+        self.v = Self::placed(&self.v, 0, self.len, 0, capacity)?;
+        Ok(())
     }
 
     /// Forget every position.
@@ -52,6 +77,17 @@ impl KvCache {
     /// Keep the first `len` positions.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+
+    /// [`Self::append`], first doubling the capacity when the new positions do not fit: for
+    /// models without a position limit, whose callers allocate for common output lengths
+    /// rather than for a user's upper bound (which can be far beyond memory).
+    pub fn append_growing(&mut self, k_new: &Tensor, v_new: &Tensor) -> Result<(Tensor, Tensor)> {
+        let needed = self.len + k_new.dim(2)?;
+        if needed > self.capacity() {
+            self.grow_to(needed.max(self.capacity().saturating_mul(2)))?;
+        }
+        self.append(k_new, v_new)
     }
 
     /// Write `k_new`/`v_new` `(b, heads, t, head_dim)` after the stored positions and return
@@ -119,6 +155,28 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_past_capacity_grows_and_keeps_the_stored_positions() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut c = KvCache::new(1, 1, 1, 2, DType::F32, &dev)?;
+        let a = Tensor::new(&[[[[1f32, 2.]]]], &dev)?;
+        let b = Tensor::new(&[[[[3f32, 4.], [5., 6.]]]], &dev)?;
+        c.append_growing(&a, &a)?;
+        let (k, _) = c.append_growing(&b, &b)?;
+        assert_eq!(c.capacity(), 3);
+        assert_eq!(
+            k.flatten_all()?.to_vec1::<f32>()?,
+            vec![1., 2., 3., 4., 5., 6.]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_allocation_beyond_memory_is_an_error() {
+        let err = KvCache::new(1 << 20, 64, 1 << 20, 128, DType::F32, &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("key/value cache"), "{err}");
+    }
 
     #[test]
     fn append_writes_in_place_and_reorders() -> Result<()> {

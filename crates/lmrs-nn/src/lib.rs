@@ -12,6 +12,7 @@ mod gated_mlp;
 pub mod kernels;
 mod kv_cache;
 mod linear;
+pub mod memory;
 mod norm;
 mod pooling;
 mod position;

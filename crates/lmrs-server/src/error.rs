@@ -213,9 +213,11 @@ impl From<PipelineError> for ApiError {
 impl From<lmrs_core::Error> for ApiError {
     fn from(e: lmrs_core::Error) -> Self {
         match e {
-            lmrs_core::Error::InvalidInput(_) | lmrs_core::Error::InvalidOption(_) => {
-                ApiError::bad_request(e.to_string())
-            }
+            // A request whose caches would not fit in memory is the request's fault (too many
+            // rows, beams or tokens), refused before anything was allocated.
+            lmrs_core::Error::InvalidInput(_)
+            | lmrs_core::Error::InvalidOption(_)
+            | lmrs_core::Error::TooLarge { .. } => ApiError::bad_request(e.to_string()),
             lmrs_core::Error::NonFinite(_) => {
                 ApiError::internal(format!("the model produced unusable output: {e}"))
                     .with_code("non_finite_output")

@@ -64,7 +64,7 @@ pub struct PerplexityArgs {
     pub add_bos: BosArg,
     /// Most windows run together in one forward pass (fewer when windows × max-length would
     /// pass 4096 tokens).
-    #[arg(long, default_value_t = DEFAULT_WINDOW_BATCH)]
+    #[arg(long, default_value_t = DEFAULT_WINDOW_BATCH, value_parser = crate::args::at_least_one)]
     pub batch_size: usize,
     /// Print the result as one JSON object.
     #[arg(long)]

@@ -10,6 +10,10 @@ use lmrs_nn::{
     causal_mask_bias, padding_mask_bias, Activation, Embedding, KvCache, Linear, RmsNorm,
 };
 
+/// Decoder cache slots allocated up front; longer outputs grow the caches (t5-small's
+/// summarization settings stop at 200 tokens, so common runs never reallocate).
+const INITIAL_DECODE_SLOTS: usize = 1024;
+
 /// `DenseReluDense`: the feed-forward block.
 #[derive(Debug, Clone)]
 enum FeedForward {
@@ -266,13 +270,16 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
         max_decode_len: usize,
     ) -> Result<T5Cache> {
         let (b, _s, _d) = encoder_hidden.dims3()?;
+        // T5's relative positions set no length limit, so `max_decode_len` is only the caller's
+        // bound (possibly huge): allocate for typical outputs and let the caches grow.
+        let slots = max_decode_len.min(INITIAL_DECODE_SLOTS);
         let mut self_kv = Vec::with_capacity(self.decoder.len());
         let mut cross_kv = Vec::with_capacity(self.decoder.len());
         for block in &self.decoder {
             self_kv.push(KvCache::new(
                 b,
                 self.cfg.num_heads,
-                max_decode_len,
+                slots,
                 self.cfg.d_kv,
                 DType::F32,
                 encoder_hidden.device(),
@@ -309,7 +316,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             let h = block.self_norm.forward(&x)?;
             let q = block.self_attn.project_q(&h)?;
             let (k_new, v_new) = block.self_attn.project_kv(&h)?;
-            let (k, v) = cache.self_kv[i].append(&k_new, &v_new)?;
+            let (k, v) = cache.self_kv[i].append_growing(&k_new, &v_new)?;
             x = (x + block
                 .self_attn
                 .attend_and_project(&q, &k, &v, Some(&bias))?)?;
