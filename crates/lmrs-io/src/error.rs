@@ -14,6 +14,19 @@ pub enum IoError {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// A path exists but is not what lmrs can read there: a device, a FIFO or a socket where a
+    /// regular file or folder belongs (reading `/dev/zero` never ends; opening a FIFO blocks).
+    #[error("{what} {path} is {kind}, not {expected}")]
+    NotRegular {
+        /// What was expected there ("model path", "GGUF file", "config.json"...).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a character device", "a FIFO"...).
+        kind: &'static str,
+        /// What belongs there ("a regular file", "a folder"...).
+        expected: &'static str,
+    },
     /// A model reference matched neither a local path nor the hub cache.
     #[error("model '{reference}' is neither a local path nor in the Hugging Face cache (searched: {searched})")]
     ModelNotFound {

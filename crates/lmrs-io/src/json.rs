@@ -6,6 +6,16 @@ use std::path::Path;
 
 /// Read and deserialize a JSON file; the error names the file and the line/column at fault.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    // Never read a FIFO or device (`/dev/zero` would fill memory); a missing file falls
+    // through to the read's own NotFound below.
+    if let Some(kind) = crate::path_kind::special_kind(path) {
+        return Err(IoError::NotRegular {
+            what: "JSON file",
+            path: path.to_path_buf(),
+            kind,
+            expected: "a regular file",
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             IoError::NotFound {
