@@ -43,11 +43,14 @@ pub enum IoError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A JSON file is malformed or lacks a required key.
-    #[error("invalid JSON in {path}: {source}")]
+    /// A JSON file is malformed, lacks a required key, or holds a value of the wrong type.
+    #[error("invalid JSON in {path}: {}{source}", field_prefix(.field))]
     Json {
         /// The file.
         path: PathBuf,
+        /// The key at fault (`num_layers`, `rope_scaling.factor`), when one is (serde's path
+        /// to the value; empty for a syntax error).
+        field: String,
         /// The parse error (says line and column).
         source: serde_json::Error,
     },
@@ -128,6 +131,15 @@ pub enum IoError {
 impl From<lmrs_core::candle::Error> for IoError {
     fn from(e: lmrs_core::candle::Error) -> Self {
         IoError::Core(e.into())
+    }
+}
+
+/// `'field': ` before a JSON error that concerns one key, nothing for a syntax error.
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!("'{field}': ")
     }
 }
 

@@ -29,10 +29,24 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
             }
         }
     })?;
-    serde_json::from_str(&text).map_err(|source| IoError::Json {
+    from_str_naming_field(&text).map_err(|(field, source)| IoError::Json {
         path: path.to_path_buf(),
+        field,
         source,
     })
+}
+
+/// Deserialize `text`, saying which key a type error is about: serde's own message ("invalid
+/// type: string \"six\", expected usize") names the type but not the key.
+pub fn from_str_naming_field<T: DeserializeOwned>(
+    text: &str,
+) -> std::result::Result<T, (String, serde_json::Error)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| (e.path().to_string(), e.into_inner()))?;
+    // Trailing characters after the value are an error, as with `serde_json::from_str`.
+    de.end().map_err(|e| (String::new(), e))?;
+    Ok(value)
 }
 
 #[derive(serde::Deserialize)]
