@@ -14,6 +14,19 @@ pub enum IoError {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// A path exists but is not what lmrs can read there: a device, a FIFO or a socket where a
+    /// regular file or folder belongs (reading `/dev/zero` never ends; opening a FIFO blocks).
+    #[error("{what} {path} is {kind}, not {expected}")]
+    NotRegular {
+        /// What was expected there ("model path", "GGUF file", "config.json"...).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a character device", "a FIFO"...).
+        kind: &'static str,
+        /// What belongs there ("a regular file", "a folder"...).
+        expected: &'static str,
+    },
     /// A model reference matched neither a local path nor the hub cache.
     #[error("model '{reference}' is neither a local path nor in the Hugging Face cache (searched: {searched})")]
     ModelNotFound {
@@ -30,11 +43,14 @@ pub enum IoError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A JSON file is malformed or lacks a required key.
-    #[error("invalid JSON in {path}: {source}")]
+    /// A JSON file is malformed, lacks a required key, or holds a value of the wrong type.
+    #[error("invalid JSON in {path}: {}{source}", field_prefix(.field))]
     Json {
         /// The file.
         path: PathBuf,
+        /// The key at fault (`num_layers`, `rope_scaling.factor`), when one is (serde's path
+        /// to the value; empty for a syntax error).
+        field: String,
         /// The parse error (says line and column).
         source: serde_json::Error,
     },
@@ -115,6 +131,15 @@ pub enum IoError {
 impl From<lmrs_core::candle::Error> for IoError {
     fn from(e: lmrs_core::candle::Error) -> Self {
         IoError::Core(e.into())
+    }
+}
+
+/// `'field': ` before a JSON error that concerns one key, nothing for a syntax error.
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!("'{field}': ")
     }
 }
 

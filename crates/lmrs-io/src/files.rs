@@ -28,19 +28,9 @@ struct ShardIndex {
 impl ModelFiles {
     /// Inspect a model folder. Errors name the missing file.
     pub fn from_folder(dir: &Path) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(IoError::NotFound {
-                what: "model folder",
-                path: dir.to_path_buf(),
-            });
-        }
+        crate::path_kind::require_dir(dir, "model folder")?;
         let config = dir.join("config.json");
-        if !config.is_file() {
-            return Err(IoError::NotFound {
-                what: "config.json",
-                path: config,
-            });
-        }
+        crate::path_kind::require_file(&config, "config.json")?;
         let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
         let weights = weight_files(dir)?;
         Ok(Self {
@@ -55,19 +45,30 @@ impl ModelFiles {
 
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    // A FIFO or device under a weight file's name is refused by name, never opened.
+    for path in [&single, &index] {
+        if let Some(kind) = crate::path_kind::special_kind(path) {
+            return Err(IoError::NotRegular {
+                what: "weight file",
+                path: path.clone(),
+                kind,
+                expected: "a regular file",
+            });
+        }
+    }
     if single.is_file() {
         return Ok(vec![single]);
     }
-    let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let idx: ShardIndex = read_json(&index)?;
         let names: BTreeSet<&String> = idx.weight_map.values().collect();
         let files: Vec<PathBuf> = names.into_iter().map(|n| dir.join(n)).collect();
-        if let Some(missing) = files.iter().find(|p| !p.is_file()) {
-            return Err(IoError::NotFound {
-                what: "weight shard listed in model.safetensors.index.json",
-                path: missing.clone(),
-            });
+        for file in &files {
+            crate::path_kind::require_file(
+                file,
+                "weight shard listed in model.safetensors.index.json",
+            )?;
         }
         return Ok(files);
     }

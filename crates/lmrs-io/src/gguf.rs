@@ -6,6 +6,7 @@
 //! file size. Shapes are reported in PyTorch order (`(out, in)` for a projection), the reverse
 //! of GGUF's on-disk order.
 
+use crate::gguf_header::read_gguf_header;
 use crate::{IoError, Result};
 use lmrs_core::candle::quantized::gguf_file::{Content, Value};
 use lmrs_core::candle::quantized::{GgmlDType, QTensor};
@@ -31,42 +32,36 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
-/// `true` when `path` starts with the GGUF magic bytes.
+/// `true` when `path` is a regular file starting with the GGUF magic bytes (a FIFO or device
+/// is never opened: opening a FIFO blocks until a writer appears).
 pub fn is_gguf(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
+    path.is_file()
+        && File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
         && &magic == b"GGUF"
 }
 
 impl GgufFile {
-    /// Open `path` and parse its header. A truncated or corrupt header, or a tensor of a type
-    /// lmrs cannot execute, is an [`IoError::Gguf`] naming the file.
+    /// Open `path` and parse its header with lmrs's own validating reader
+    /// ([`read_gguf_header`]). A truncated or corrupt header, a tensor outside the file
+    /// or off the alignment, or a tensor of a type lmrs cannot execute, is an [`IoError::Gguf`]
+    /// naming the file.
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(IoError::NotFound {
-                what: "GGUF file",
-                path: path.to_path_buf(),
-            });
-        }
+        crate::path_kind::require_file(path, "GGUF file")?;
         let file = File::open(path).map_err(|source| IoError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| IoError::Gguf {
-            path: path.to_path_buf(),
-            message: describe_header_error(&without_backtrace(e).to_string()),
-        })?;
-        let file = Self {
+        let content = read_gguf_header(&mut reader, path)?;
+        Ok(Self {
             path: path.to_path_buf(),
             content,
             reader: Mutex::new(reader),
-        };
-        file.check_tensor_data()?;
-        Ok(file)
+        })
     }
 
     /// The file's path.
@@ -84,39 +79,6 @@ impl GgufFile {
             path: self.path.clone(),
             message: message.into(),
         }
-    }
-
-    /// Every tensor must lie inside the file: a truncated download fails at open, not halfway
-    /// through loading.
-    fn check_tensor_data(&self) -> Result<()> {
-        let size = std::fs::metadata(&self.path)
-            .map_err(|source| IoError::Read {
-                path: self.path.clone(),
-                source,
-            })?
-            .len();
-        for (name, info) in &self.content.tensor_infos {
-            let elems = info.shape.elem_count();
-            let block = info.ggml_dtype.block_size();
-            if elems % block != 0 {
-                return Err(self.error(format!(
-                    "tensor '{name}' has {elems} elements, not a multiple of the {:?} block size {block}",
-                    info.ggml_dtype
-                )));
-            }
-            let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
-            let end = self
-                .content
-                .tensor_data_offset
-                .saturating_add(info.offset)
-                .saturating_add(bytes);
-            if end > size {
-                return Err(self.error(format!(
-                    "tensor '{name}' ends at byte {end} but the file has {size} bytes (truncated?)"
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// `general.architecture`.
@@ -244,31 +206,5 @@ fn as_usize(v: &Value) -> Option<usize> {
         Value::I32(x) => usize::try_from(x).ok(),
         Value::I64(x) => usize::try_from(x).ok(),
         _ => None,
-    }
-}
-
-/// Make the backend's header errors speak GGUF: an unknown type id names the supported types.
-/// The backend's error without the backtrace it attaches under `RUST_BACKTRACE` (a user
-/// reading why a file does not load needs the reason, not lmrs's call stack).
-fn without_backtrace(e: lmrs_core::candle::Error) -> lmrs_core::candle::Error {
-    match e {
-        lmrs_core::candle::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
-        e => e,
-    }
-}
-
-fn describe_header_error(msg: &str) -> String {
-    if msg.contains("unknown dtype") {
-        format!(
-            "{msg}: unsupported tensor type (lmrs executes F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, \
-             Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"
-        )
-    } else if msg.contains("failed to fill whole buffer")
-        || msg.contains("UnexpectedEof")
-        || msg.contains("remaining")
-    {
-        format!("{msg} (the header is truncated)")
-    } else {
-        msg.to_string()
     }
 }

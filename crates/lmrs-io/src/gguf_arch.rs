@@ -105,6 +105,35 @@ fn common(file: &GgufFile, arch: &str, model_type: &str) -> Result<Map<String, V
     Ok(c)
 }
 
+/// An optional float that must be finite and positive (epsilons, RoPE base and factor): 0,
+/// a negative value or NaN would load and then produce garbage (and NaN is not even
+/// representable in the JSON config it becomes).
+fn opt_positive(file: &GgufFile, key: &str) -> Result<Option<f64>> {
+    match file.opt_f64(key)? {
+        Some(v) if !(v.is_finite() && v > 0.0) => Err(IoError::Gguf {
+            path: file.path().to_path_buf(),
+            message: format!("metadata '{key}' is {v}; it must be a finite positive number"),
+        }),
+        v => Ok(v),
+    }
+}
+
+/// A block count no larger than the blocks the tensor directory holds (`blk.N.*`), checked
+/// before anything of that length is built.
+fn block_count(file: &GgufFile, key: &str) -> Result<usize> {
+    let n = file.usize(key)?;
+    if n == 0 || !file.has_tensor(&format!("blk.{}.attn_norm.weight", n - 1)) {
+        return Err(IoError::Gguf {
+            path: file.path().to_path_buf(),
+            message: format!(
+                "metadata '{key}' is {n}, but the file has no tensor 'blk.{}.attn_norm.weight'",
+                n.saturating_sub(1)
+            ),
+        });
+    }
+    Ok(n)
+}
+
 fn meta(arch: &str, key: &str) -> String {
     format!("{arch}.{key}")
 }
@@ -120,7 +149,7 @@ fn llama_like(file: &GgufFile, arch: &str) -> Result<(Value, GgufNameMap)> {
     c.insert("hidden_size".into(), json!(hidden));
     c.insert(
         "num_hidden_layers".into(),
-        json!(file.usize(&m("block_count"))?),
+        json!(block_count(file, &m("block_count"))?),
     );
     c.insert(
         "intermediate_size".into(),
@@ -135,16 +164,16 @@ fn llama_like(file: &GgufFile, arch: &str) -> Result<(Value, GgufNameMap)> {
         "max_position_embeddings".into(),
         json!(file.usize(&m("context_length"))?),
     );
-    if let Some(eps) = file.opt_f64(&m("attention.layer_norm_rms_epsilon"))? {
+    if let Some(eps) = opt_positive(file, &m("attention.layer_norm_rms_epsilon"))? {
         c.insert("rms_norm_eps".into(), json!(eps));
     }
     c.insert(
         "rope_theta".into(),
-        json!(file.opt_f64(&m("rope.freq_base"))?.unwrap_or(10_000.0)),
+        json!(opt_positive(file, &m("rope.freq_base"))?.unwrap_or(10_000.0)),
     );
     if let Some(kind) = file.opt_str(&m("rope.scaling.type"))? {
         if kind == "linear" {
-            let factor = file.opt_f64(&m("rope.scaling.factor"))?.unwrap_or(1.0);
+            let factor = opt_positive(file, &m("rope.scaling.factor"))?.unwrap_or(1.0);
             c.insert(
                 "rope_scaling".into(),
                 json!({"rope_type": "linear", "factor": factor}),
@@ -229,7 +258,7 @@ fn gemma3(file: &GgufFile) -> Result<(Value, GgufNameMap)> {
     let mut c = common(file, arch, "gemma3_text")?;
     let hidden = file.usize(&m("embedding_length"))?;
     let heads = file.usize(&m("attention.head_count"))?;
-    let layers = file.usize(&m("block_count"))?;
+    let layers = block_count(file, &m("block_count"))?;
     c.insert("hidden_size".into(), json!(hidden));
     c.insert("num_hidden_layers".into(), json!(layers));
     c.insert(
@@ -253,20 +282,30 @@ fn gemma3(file: &GgufFile) -> Result<(Value, GgufNameMap)> {
         "max_position_embeddings".into(),
         json!(file.usize(&m("context_length"))?),
     );
-    if let Some(eps) = file.opt_f64(&m("attention.layer_norm_rms_epsilon"))? {
+    if let Some(eps) = opt_positive(file, &m("attention.layer_norm_rms_epsilon"))? {
         c.insert("rms_norm_eps".into(), json!(eps));
     }
     c.insert(
         "rope_theta".into(),
-        json!(file.opt_f64(&m("rope.freq_base"))?.unwrap_or(1_000_000.0)),
+        json!(opt_positive(file, &m("rope.freq_base"))?.unwrap_or(1_000_000.0)),
     );
     // The local (sliding) layers' base is fixed at 10 000 for Gemma 3 (llama.cpp hard-codes it).
     c.insert("rope_local_base_freq".into(), json!(10_000.0));
     let window = file.opt_usize(&m("attention.sliding_window"))?;
+    if window == Some(0) {
+        // A window of 0 would mask every key of the local layers.
+        return Err(IoError::Gguf {
+            path: file.path().to_path_buf(),
+            message: format!(
+                "metadata '{}' is 0; the window must be positive",
+                m("attention.sliding_window")
+            ),
+        });
+    }
     if let Some(w) = window {
         c.insert("sliding_window".into(), json!(w));
     }
-    if let Some(f) = file.opt_f64(&m("rope.scaling.factor"))? {
+    if let Some(f) = opt_positive(file, &m("rope.scaling.factor"))? {
         c.insert(
             "rope_scaling".into(),
             json!({"rope_type": "linear", "factor": f}),
@@ -331,7 +370,10 @@ fn gpt2(file: &GgufFile) -> Result<(Value, GgufNameMap)> {
     let m = |k: &str| meta(arch, k);
     let mut c = common(file, arch, "gpt2")?;
     c.insert("n_embd".into(), json!(file.usize(&m("embedding_length"))?));
-    c.insert("n_layer".into(), json!(file.usize(&m("block_count"))?));
+    c.insert(
+        "n_layer".into(),
+        json!(block_count(file, &m("block_count"))?),
+    );
     c.insert(
         "n_head".into(),
         json!(file.usize(&m("attention.head_count"))?),
@@ -344,7 +386,7 @@ fn gpt2(file: &GgufFile) -> Result<(Value, GgufNameMap)> {
         "n_positions".into(),
         json!(file.usize(&m("context_length"))?),
     );
-    if let Some(eps) = file.opt_f64(&m("attention.layer_norm_epsilon"))? {
+    if let Some(eps) = opt_positive(file, &m("attention.layer_norm_epsilon"))? {
         c.insert("layer_norm_epsilon".into(), json!(eps));
     }
     // GGUF stores the Conv1D projections already as (out, in); the model's Conv1D loader knows

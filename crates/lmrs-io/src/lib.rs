@@ -7,14 +7,17 @@
 //! - [`GgufFile`] and [`GgufModel`]: GGUF files, their metadata read as an HF config and their
 //!   tensors addressed by HF names (quantized blocks kept as they are, [`MatrixWeight`]).
 //! - [`load_tokenizer`] and [`read_json`]: typed loading with errors naming the file at fault.
+//! - [`read_gguf_header`]: lmrs's validating GGUF header reader (from a file or bytes).
 //! - [`tokenizer_from_gguf`]: the tokenizer a GGUF file describes in its metadata.
 
 mod error;
 mod files;
 mod gguf;
 mod gguf_arch;
+mod gguf_header;
 mod gguf_tokenizer;
 mod json;
+mod path_kind;
 mod resolve;
 mod tokenizer;
 mod weights;
@@ -23,8 +26,9 @@ pub use error::{IoError, Result};
 pub use files::ModelFiles;
 pub use gguf::{is_gguf, GgufFile};
 pub use gguf_arch::{GgufModel, GgufName, GgufNameMap, GgufTransform, GGUF_ARCHITECTURES};
+pub use gguf_header::read_gguf_header;
 pub use gguf_tokenizer::tokenizer_from_gguf;
-pub use json::{model_type, read_json};
+pub use json::{from_str_naming_field, model_type, read_json};
 pub use resolve::{hub_cache_dirs, resolve, ModelSource};
 pub use tokenizer::load_tokenizer;
 pub use weights::{MatrixWeight, Weights};

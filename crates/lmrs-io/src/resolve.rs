@@ -48,6 +48,16 @@ fn resolve_in(reference: &str, revision: Option<&str>, caches: &[PathBuf]) -> Re
     if path.is_file() {
         return Ok(ModelSource::Gguf(path.to_path_buf()));
     }
+    // `/dev/zero`, a FIFO, a socket: say what it is (reading one would never end, opening a
+    // FIFO blocks) instead of "not found".
+    if let Some(kind) = crate::path_kind::special_kind(path) {
+        return Err(IoError::NotRegular {
+            what: "model path",
+            path: path.to_path_buf(),
+            kind,
+            expected: "a GGUF file or a model folder",
+        });
+    }
     // Something that looks like a path but is not there: say so rather than searching the cache.
     let looks_like_path = reference.starts_with('.')
         || reference.starts_with('/')

@@ -5,12 +5,7 @@ use std::path::Path;
 
 /// Load a `tokenizer.json`. The error names the file.
 pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
-    if !path.is_file() {
-        return Err(IoError::NotFound {
-            what: "tokenizer.json",
-            path: path.to_path_buf(),
-        });
-    }
+    crate::path_kind::require_file(path, "tokenizer.json")?;
     tokenizers::Tokenizer::from_file(path).map_err(|e| IoError::Tokenizer {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -99,14 +99,8 @@ impl Weights {
         let shards = files
             .iter()
             .map(|f| {
-                if f.is_file() {
-                    Shard::open(f)
-                } else {
-                    Err(IoError::NotFound {
-                        what: "weight file",
-                        path: f.clone(),
-                    })
-                }
+                crate::path_kind::require_file(f, "weight file")?;
+                Shard::open(f)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -160,6 +154,21 @@ impl Weights {
         match &*self.store {
             Store::Safetensors(shards) => shards.iter().any(|s| s.tensors.contains_key(&key)),
             Store::Gguf { file, names } => names(&key).is_some_and(|g| file.has_tensor(&g.name)),
+        }
+    }
+
+    /// The stored shape of `name` under the current prefix (PyTorch order), read from the
+    /// tensor directory without touching the data; `None` when the checkpoint lacks it. Model
+    /// code checks config sizes against these before allocating anything they imply.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let key = self.key(name);
+        match &*self.store {
+            Store::Safetensors(shards) => shards
+                .iter()
+                .find_map(|s| s.tensors.get(&key).map(|i| i.shape.clone())),
+            Store::Gguf { file, names } => {
+                names(&key).and_then(|g| file.tensor_shape(&g.name).map(<[usize]>::to_vec))
+            }
         }
     }
 

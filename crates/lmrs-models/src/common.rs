@@ -64,12 +64,16 @@ impl RopeFields {
                 params = Some(inner.clone());
             }
         }
-        let theta = params
-            .as_ref()
-            .and_then(|p| p.get("rope_theta"))
-            .and_then(Value::as_f64)
-            .or(self.rope_theta)
-            .unwrap_or(default_theta);
+        let theta = match params.as_ref().and_then(|p| p.get("rope_theta")) {
+            None | Some(Value::Null) => self.rope_theta.unwrap_or(default_theta),
+            Some(v) => v.as_f64().ok_or_else(|| {
+                crate::error::field_error(
+                    path,
+                    "rope_parameters.rope_theta",
+                    format!("is {v}; expected a number"),
+                )
+            })?,
+        };
         let scaling_src = match (&self.rope_scaling, &params) {
             (Some(s), _) if !s.is_null() => Some(s),
             (_, Some(p)) => Some(p),
@@ -112,6 +116,86 @@ fn parse_scaling(path: &Path, s: &Value) -> Result<RopeScaling> {
             ))
         }
     })
+}
+
+/// Sizes of a Llama-layout decoder (`model.embed_tokens`, `model.layers.N.self_attn.*`,
+/// `model.layers.N.mlp.*`; Llama, Qwen2, Mistral, Gemma 3) checked against the checkpoint's
+/// tensor directory before anything is built: the embedding, the first layer's q/k
+/// projections (so `heads * head_dim` is a real size) and MLP, and the last layer.
+pub(crate) struct DecoderSizes {
+    pub vocab: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    /// Name of the per-head size field (`head_dim`, or the default's source).
+    pub head_dim_field: &'static str,
+}
+
+impl DecoderSizes {
+    pub(crate) fn check(&self, w: &lmrs_io::Weights, source: &Path) -> Result<()> {
+        use crate::sizes::{dim, prod, SizeCheck};
+        let c = SizeCheck::new(w, source);
+        let d = dim(self.hidden, "hidden_size");
+        c.tensor(
+            "model.embed_tokens.weight",
+            &[dim(self.vocab, "vocab_size"), d],
+        )?;
+        c.layers("num_hidden_layers", self.layers, |i| {
+            format!("model.layers.{i}.self_attn.q_proj.weight")
+        })?;
+        let q = format!("num_attention_heads * {}", self.head_dim_field);
+        let k = format!("num_key_value_heads * {}", self.head_dim_field);
+        let a = "model.layers.0.self_attn";
+        c.tensor(
+            &format!("{a}.q_proj.weight"),
+            &[prod(self.heads, self.head_dim, &q), d],
+        )?;
+        c.tensor(
+            &format!("{a}.k_proj.weight"),
+            &[prod(self.kv_heads, self.head_dim, &k), d],
+        )?;
+        c.tensor(
+            "model.layers.0.mlp.up_proj.weight",
+            &[dim(self.intermediate, "intermediate_size"), d],
+        )
+    }
+}
+
+/// RoPE settings that would load and then compute garbage: a base or scaling factor that is
+/// 0, negative or NaN, or Llama 3 frequency factors that are equal (a division by zero).
+pub(crate) fn check_rope(source: &Path, theta: f64, scaling: &RopeScaling) -> Result<()> {
+    use crate::sizes::positive_f64;
+    positive_f64(source, "rope_theta", theta)?;
+    match *scaling {
+        RopeScaling::None => Ok(()),
+        RopeScaling::Linear { factor } => positive_f64(source, "rope_scaling.factor", factor),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            positive_f64(source, "rope_scaling.factor", factor)?;
+            positive_f64(source, "rope_scaling.low_freq_factor", low_freq_factor)?;
+            positive_f64(source, "rope_scaling.high_freq_factor", high_freq_factor)?;
+            positive_f64(
+                source,
+                "rope_scaling.original_max_position_embeddings",
+                original_max_position_embeddings,
+            )?;
+            if low_freq_factor == high_freq_factor {
+                return Err(crate::error::field_error(
+                    source,
+                    "rope_scaling.high_freq_factor",
+                    "equals low_freq_factor (the smoothing divides by their difference)",
+                ));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Final norm and output projection for the positions asked for; shared by the decoder-only

@@ -10,6 +10,7 @@ pub mod gemma3;
 pub mod gpt2;
 pub mod llama;
 pub mod registry;
+mod sizes;
 pub mod t5;
 
 pub use causal::{load_causal, load_causal_gguf, CausalModel, CAUSAL_MODEL_TYPES};

@@ -58,6 +58,9 @@ pub struct BertConfig {
     /// `BertForSequenceClassification`...).
     #[serde(default)]
     pub architectures: Option<Vec<String>>,
+    /// Where the config came from (for error messages).
+    #[serde(skip)]
+    pub source: std::path::PathBuf,
 }
 
 fn d_vocab() -> usize {
@@ -113,7 +116,8 @@ pub enum PositionIds {
 impl BertConfig {
     /// Read and validate a BERT `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let cfg: Self = lmrs_io::read_json(path)?;
+        let mut cfg: Self = lmrs_io::read_json(path)?;
+        cfg.source = path.to_path_buf();
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -137,6 +141,7 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             )));
         }
+        crate::sizes::positive_f64(path, "layer_norm_eps", self.layer_norm_eps)?;
         self.activation().map_err(err)?;
         if let PositionIds::AfterPadding(p) = self.position_ids() {
             if self.max_position_embeddings <= p as usize + 2 {

@@ -124,6 +124,42 @@ const DISTILBERT_NAMES: LayerNames = LayerNames {
     output_norm: "output_layer_norm",
 };
 
+/// The config's sizes against the checkpoint's tensor directory before anything is built:
+/// the embedding tables, the first layer's feed-forward, and the last layer of the stack.
+fn check_sizes(w: &Weights, cfg: &BertConfig, stack: &str) -> LoadResult<()> {
+    use crate::sizes::{dim, SizeCheck};
+    let c = SizeCheck::new(w, &cfg.source);
+    let d = dim(cfg.hidden_size, "hidden_size");
+    c.tensor(
+        "embeddings.word_embeddings.weight",
+        &[dim(cfg.vocab_size, "vocab_size"), d],
+    )?;
+    c.tensor(
+        "embeddings.position_embeddings.weight",
+        &[
+            dim(cfg.max_position_embeddings, "max_position_embeddings"),
+            d,
+        ],
+    )?;
+    let n = match cfg.family() {
+        Family::DistilBert => &DISTILBERT_NAMES,
+        _ => {
+            c.tensor(
+                "embeddings.token_type_embeddings.weight",
+                &[dim(cfg.type_vocab_size, "type_vocab_size"), d],
+            )?;
+            &BERT_NAMES
+        }
+    };
+    c.tensor(
+        &format!("{stack}.0.{}.weight", n.intermediate),
+        &[dim(cfg.intermediate_size, "intermediate_size"), d],
+    )?;
+    c.layers("num_hidden_layers", cfg.num_hidden_layers, |i| {
+        format!("{stack}.{i}.{}.weight", n.query)
+    })
+}
+
 /// `BertLayer`: self-attention (`attention.self`, `attention.output`), then the feed-forward
 /// block (`intermediate`, `output`); each sub-block is residual + LayerNorm (post-norm).
 #[derive(Debug, Clone)]
@@ -352,11 +388,12 @@ impl BertModel {
                 message,
             })?;
         let w = Self::trunk(w);
-        let embeddings = BertEmbeddings::load(&w.pp("embeddings"), &cfg)?;
         let stack = match cfg.family() {
             Family::DistilBert => "transformer.layer",
             _ => "encoder.layer",
         };
+        check_sizes(&w, &cfg, stack)?;
+        let embeddings = BertEmbeddings::load(&w.pp("embeddings"), &cfg)?;
         let mut layers = (0..cfg.num_hidden_layers)
             .map(|i| BertLayer::load(&w.pp(stack).pp(i), &cfg, act))
             .collect::<LoadResult<Vec<_>>>()?;

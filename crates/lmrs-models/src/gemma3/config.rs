@@ -118,9 +118,15 @@ pub struct LayerKind {
 impl Gemma3Config {
     /// Parse and validate a config value read from `source`.
     pub fn from_value(value: Value, source: &Path) -> Result<Self> {
-        let mut cfg: Self =
-            serde_json::from_value(value).map_err(|e| ModelError::config(source, e.to_string()))?;
+        let mut cfg: Self = crate::error::from_value(value, source)?;
         cfg.source = source.to_path_buf();
+        for (field, v) in [
+            ("bos_token_id", &cfg.bos_token_id),
+            ("eos_token_id", &cfg.eos_token_id),
+            ("pad_token_id", &cfg.pad_token_id),
+        ] {
+            crate::error::check_token_ids(source, field, v)?;
+        }
         require_positive(
             source,
             &[
@@ -165,10 +171,50 @@ impl Gemma3Config {
                 ));
             }
         }
-        for i in 0..cfg.num_hidden_layers {
-            cfg.layer(i)?;
+        crate::sizes::positive_f64(source, "rms_norm_eps", cfg.rms_norm_eps)?;
+        crate::sizes::positive_f64(source, "query_pre_attn_scalar", cfg.query_pre_attn_scalar)?;
+        for (field, cap) in [
+            ("final_logit_softcapping", cfg.final_logit_softcapping),
+            ("attn_logit_softcapping", cfg.attn_logit_softcapping),
+        ] {
+            if let Some(v) = cap {
+                crate::sizes::positive_f64(source, field, v)?;
+            }
+        }
+        for (field, v) in [
+            ("sliding_window", cfg.sliding_window),
+            ("sliding_window_pattern", cfg.sliding_window_pattern),
+        ] {
+            if v == Some(0) {
+                // A window of 0 would mask every key of the local layers.
+                return Err(crate::error::field_error(source, field, "must be positive"));
+            }
+        }
+        // Layer kinds repeat with the pattern: checking one period covers every layer without
+        // looping over a layer count the checkpoint has not been checked against yet.
+        let period = match &cfg.layer_types {
+            Some(t) => t.len(),
+            None => cfg.sliding_window_pattern.unwrap_or(6),
+        };
+        for i in 0..cfg.num_hidden_layers.min(period) {
+            let kind = cfg.layer(i)?;
+            crate::common::check_rope(source, kind.theta, &kind.scaling)?;
         }
         Ok(cfg)
+    }
+
+    /// The sizes to check against the checkpoint before building.
+    pub(crate) fn sizes(&self) -> crate::common::DecoderSizes {
+        crate::common::DecoderSizes {
+            vocab: self.vocab_size,
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.kv_heads(),
+            head_dim: self.head_dim,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            head_dim_field: "head_dim",
+        }
     }
 
     /// Key/value heads.

@@ -115,6 +115,7 @@ pub struct Gemma3 {
 impl Gemma3 {
     /// Build from `w` (rooted at the checkpoint's top level: `model.*`, `lm_head.*`).
     pub fn load(w: &Weights, cfg: Gemma3Config) -> LoadResult<Self> {
+        cfg.sizes().check(w, &cfg.source)?;
         let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let m = w.pp("model");
         let embed_tokens = Embedding::load(&m.pp("embed_tokens"), cfg.vocab_size, d)?;

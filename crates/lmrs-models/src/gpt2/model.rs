@@ -88,9 +88,15 @@ fn d_true() -> bool {
 impl Gpt2Config {
     /// Parse and validate a config value read from `source`.
     pub fn from_value(value: Value, source: &Path) -> LoadResult<Self> {
-        let mut cfg: Self =
-            serde_json::from_value(value).map_err(|e| ModelError::config(source, e.to_string()))?;
+        let mut cfg: Self = crate::error::from_value(value, source)?;
         cfg.source = source.to_path_buf();
+        for (field, v) in [
+            ("bos_token_id", &cfg.bos_token_id),
+            ("eos_token_id", &cfg.eos_token_id),
+            ("pad_token_id", &cfg.pad_token_id),
+        ] {
+            crate::error::check_token_ids(source, field, v)?;
+        }
         require_positive(
             source,
             &[
@@ -122,6 +128,7 @@ impl Gpt2Config {
                 ),
             ));
         }
+        crate::sizes::positive_f64(source, "layer_norm_epsilon", cfg.layer_norm_epsilon)?;
         Ok(cfg)
     }
 
@@ -129,6 +136,24 @@ impl Gpt2Config {
     pub fn inner(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
+}
+
+/// The config's sizes against the checkpoint's tensor directory before anything is built
+/// (`4 * n_embd`, the default MLP width, is only computed once `n_embd` is a real size).
+fn check_sizes(root: &Weights, cfg: &Gpt2Config) -> LoadResult<()> {
+    use crate::sizes::{dim, SizeCheck};
+    let c = SizeCheck::new(root, &cfg.source);
+    let d = dim(cfg.n_embd, "n_embd");
+    c.tensor("wte.weight", &[dim(cfg.vocab_size, "vocab_size"), d])?;
+    c.tensor("wpe.weight", &[dim(cfg.n_positions, "n_positions"), d])?;
+    c.layers("n_layer", cfg.n_layer, |i| format!("h.{i}.ln_1.weight"))?;
+    let inner = cfg.n_inner.unwrap_or(4 * cfg.n_embd);
+    let shape = if cfg.gguf_architecture.is_some() {
+        [dim(inner, "n_inner"), d]
+    } else {
+        [d, dim(inner, "n_inner")]
+    };
+    c.tensor("h.0.mlp.c_fc.weight", &shape)
 }
 
 /// A `Conv1D` projection `in -> out` as a [`Linear`].
@@ -172,6 +197,7 @@ impl Gpt2 {
         } else {
             w.clone()
         };
+        check_sizes(&root, &cfg)?;
         let (d, eps) = (cfg.n_embd, cfg.layer_norm_epsilon);
         let hd = d / cfg.n_head;
         let wte = Embedding::load(&root.pp("wte"), cfg.vocab_size, d)?;

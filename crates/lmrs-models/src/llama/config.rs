@@ -78,9 +78,15 @@ fn d_act() -> String {
 impl LlamaConfig {
     /// Parse and validate a config value read from `source`.
     pub fn from_value(value: Value, source: &Path) -> Result<Self> {
-        let mut cfg: Self =
-            serde_json::from_value(value).map_err(|e| ModelError::config(source, e.to_string()))?;
+        let mut cfg: Self = crate::error::from_value(value, source)?;
         cfg.source = source.to_path_buf();
+        for (field, v) in [
+            ("bos_token_id", &cfg.bos_token_id),
+            ("eos_token_id", &cfg.eos_token_id),
+            ("pad_token_id", &cfg.pad_token_id),
+        ] {
+            crate::error::check_token_ids(source, field, v)?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -120,8 +126,28 @@ impl LlamaConfig {
                 format!("hidden_act '{}' is not supported (silu)", self.hidden_act),
             ));
         }
-        self.rope()?;
+        crate::sizes::positive_f64(&self.source, "rms_norm_eps", self.rms_norm_eps)?;
+        let (theta, scaling) = self.rope()?;
+        crate::common::check_rope(&self.source, theta, &scaling)?;
         Ok(())
+    }
+
+    /// The sizes to check against the checkpoint before building.
+    pub(crate) fn sizes(&self) -> crate::common::DecoderSizes {
+        crate::common::DecoderSizes {
+            vocab: self.vocab_size,
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.kv_heads(),
+            head_dim: self.head_dim(),
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            head_dim_field: if self.head_dim.is_some() {
+                "head_dim"
+            } else {
+                "(hidden_size / num_attention_heads)"
+            },
+        }
     }
 
     /// Key/value heads.

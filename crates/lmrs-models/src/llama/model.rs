@@ -99,6 +99,7 @@ pub struct Llama {
 impl Llama {
     /// Build from `w` (rooted at the checkpoint's top level: `model.*`, `lm_head.*`).
     pub fn load(w: &Weights, cfg: LlamaConfig) -> LoadResult<Self> {
+        cfg.sizes().check(w, &cfg.source)?;
         let d = cfg.hidden_size;
         let m = w.pp("model");
         let embed_tokens = Embedding::load(&m.pp("embed_tokens"), cfg.vocab_size, d)?;

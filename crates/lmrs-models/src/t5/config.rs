@@ -3,7 +3,7 @@
 use crate::{ModelError, Result};
 use lmrs_nn::Activation;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// T5's `config.json` (field names and defaults as in `transformers`' `T5Config`).
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +59,9 @@ pub struct T5Config {
     /// Input length the model was trained with, when the config states it.
     #[serde(default)]
     pub n_positions: Option<usize>,
+    /// Where the config came from (for error messages).
+    #[serde(skip)]
+    pub source: PathBuf,
 }
 
 fn d_vocab() -> usize {
@@ -104,7 +107,8 @@ pub enum FeedForwardKind {
 impl T5Config {
     /// Read and validate a T5 `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let cfg: Self = lmrs_io::read_json(path)?;
+        let mut cfg: Self = lmrs_io::read_json(path)?;
+        cfg.source = path.to_path_buf();
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -120,6 +124,7 @@ impl T5Config {
                 ("d_ff", self.d_ff),
                 ("num_heads", self.num_heads),
                 ("num_layers", self.num_layers),
+                ("num_decoder_layers", self.decoder_layers()),
                 (
                     "relative_attention_num_buckets",
                     self.relative_attention_num_buckets,
@@ -131,6 +136,8 @@ impl T5Config {
                 "'relative_attention_max_distance' is smaller than half the bucket count".into(),
             ));
         }
+        crate::error::check_token_ids(path, "eos_token_id", &self.eos_token_id)?;
+        crate::sizes::positive_f64(path, "layer_norm_epsilon", self.layer_norm_epsilon)?;
         self.feed_forward().map_err(err)?;
         Ok(())
     }

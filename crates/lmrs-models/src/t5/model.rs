@@ -115,14 +115,13 @@ pub struct T5ForConditionalGeneration {
 }
 
 impl T5ForConditionalGeneration {
-    /// Build from a checkpoint. Weights are checked against the config's shapes.
+    /// Build from a checkpoint. Weights are checked against the config's shapes, the sizes
+    /// that shape allocations first ([`check_sizes`]).
     pub fn load(w: &Weights, cfg: T5Config) -> LoadResult<Self> {
         let kind = cfg
             .feed_forward()
-            .map_err(|message| crate::ModelError::Config {
-                path: "config.json".into(),
-                message,
-            })?;
+            .map_err(|message| crate::ModelError::config(&cfg.source, message))?;
+        check_sizes(w, &cfg, kind)?;
         let (d, h, kv) = (cfg.d_model, cfg.num_heads, cfg.d_kv);
         let spec = |bidirectional| BucketSpec {
             num_buckets: cfg.relative_attention_num_buckets,
@@ -235,6 +234,46 @@ impl T5ForConditionalGeneration {
             .reshape((rows, t, h * dk))?;
         block.cross_attn.attend_and_project_merged(&ctx)
     }
+}
+
+/// The config's sizes against the checkpoint's tensor directory, before anything is allocated:
+/// the shared embedding, the first encoder and decoder block's attention, feed-forward and
+/// position buckets, and the last block of each stack.
+fn check_sizes(w: &Weights, cfg: &T5Config, kind: FeedForwardKind) -> LoadResult<()> {
+    use crate::sizes::{dim, prod, SizeCheck};
+    let c = SizeCheck::new(w, &cfg.source);
+    let d = dim(cfg.d_model, "d_model");
+    c.tensor("shared.weight", &[dim(cfg.vocab_size, "vocab_size"), d])?;
+    let inner = prod(cfg.num_heads, cfg.d_kv, "num_heads * d_kv");
+    let wi = match kind {
+        FeedForwardKind::Dense(_) => "wi",
+        FeedForwardKind::Gated(_) => "wi_0",
+    };
+    for stack in ["encoder", "decoder"] {
+        let b = format!("{stack}.block.0.layer");
+        c.tensor(&format!("{b}.0.SelfAttention.q.weight"), &[inner, d])?;
+        c.tensor(
+            &format!("{b}.0.SelfAttention.relative_attention_bias.weight"),
+            &[
+                dim(
+                    cfg.relative_attention_num_buckets,
+                    "relative_attention_num_buckets",
+                ),
+                dim(cfg.num_heads, "num_heads"),
+            ],
+        )?;
+        let ff = if stack == "encoder" { 1 } else { 2 };
+        c.tensor(
+            &format!("{b}.{ff}.DenseReluDense.{wi}.weight"),
+            &[dim(cfg.d_ff, "d_ff"), d],
+        )?;
+    }
+    let probe = |stack: &'static str| {
+        move |i: usize| format!("{stack}.block.{i}.layer.0.SelfAttention.q.weight")
+    };
+    c.layers("num_layers", cfg.num_layers, probe("encoder"))?;
+    c.layers("num_decoder_layers", cfg.decoder_layers(), probe("decoder"))?;
+    Ok(())
 }
 
 impl Seq2SeqLm for T5ForConditionalGeneration {
