@@ -96,7 +96,20 @@ impl GgufFile {
             })?
             .len();
         for (name, info) in &self.content.tensor_infos {
-            let elems = info.shape.elem_count();
+            // Sizes come from the file: multiply them checked (an overflowing product would
+            // panic, or wrap to a small size that passes the bounds check below).
+            let too_large = || {
+                self.error(format!(
+                    "tensor '{name}' with dims {:?} is too large to address",
+                    info.shape.dims()
+                ))
+            };
+            let elems = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(too_large)?;
             let block = info.ggml_dtype.block_size();
             if elems % block != 0 {
                 return Err(self.error(format!(
@@ -104,7 +117,9 @@ impl GgufFile {
                     info.ggml_dtype
                 )));
             }
-            let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
+            let bytes = (elems / block)
+                .checked_mul(info.ggml_dtype.type_size())
+                .ok_or_else(too_large)? as u64;
             let end = self
                 .content
                 .tensor_data_offset
