@@ -316,11 +316,13 @@ fn rewrite_generation_tags(source: &str) -> Cow<'_, str> {
             break;
         };
         let inner = &after[..end];
-        let lead = inner.strip_prefix(['-', '+']).map_or("", |_| &inner[..1]);
-        let trail = inner
-            .strip_suffix(['-', '+'])
-            .map_or("", |_| &inner[inner.len() - 1..]);
-        let word = inner[lead.len()..inner.len() - trail.len()].trim();
+        // Strip the whitespace-control marks one after the other: in `{%-%}` the one `-` is
+        // both the leading and the trailing character, and must not be cut twice.
+        let body = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+        let lead = &inner[..inner.len() - body.len()];
+        let core = body.strip_suffix(['-', '+']).unwrap_or(body);
+        let trail = &body[core.len()..];
+        let word = core.trim();
         out.push_str(&rest[..start]);
         match word {
             "generation" => write_tag(&mut out, lead, "if true", trail),
@@ -598,6 +600,21 @@ mod tests {
     fn templates_can_be_shared_between_threads() {
         fn shared<T: Send + Sync>() {}
         shared::<ChatTemplate>();
+    }
+
+    #[test]
+    fn a_tag_of_one_whitespace_mark_is_no_generation_tag() {
+        // Found by the chat_template fuzz target: `{%-%}` in a template that mentions
+        // "generation" sliced `inner[1..0]` and panicked.
+        for src in [
+            "generation{%-%}",
+            "{%+%}generation",
+            "{%-%}{%generation%}{%endgeneration%}",
+        ] {
+            let out = rewrite_generation_tags(src);
+            assert!(out.contains("{%-%}") || out.contains("{%+%}"), "{out}");
+        }
+        assert!(ChatTemplate::new("generation {%-%}", None, None).is_err());
     }
 
     #[test]
