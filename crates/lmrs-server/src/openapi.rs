@@ -2,7 +2,12 @@
 //! from it.
 
 use crate::backend::ModelInfo;
+use crate::openai::{MAX_CHOICES, MAX_STOP_SEQUENCES};
+use crate::routes::{MAX_BEAMS, MAX_FILL_MASK_TOP_K, MAX_INPUTS};
+use crate::ServerConfig;
 use serde_json::{json, Value};
+
+mod responses;
 
 /// Every route: method, path, summary. The router and this table are checked against each
 /// other by the tests.
@@ -73,36 +78,49 @@ fn served(info: &ModelInfo, path: &str) -> bool {
     !path.starts_with("/v1/") || path.starts_with("/v1/models") || info.routes().contains(&path)
 }
 
+/// One text or an array of texts. The bounds are the server's (an empty array or more than
+/// [`MAX_INPUTS`] answer 400).
 fn texts_schema() -> Value {
-    json!({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    json!({"oneOf": [{"type": "string"},
+                     {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_INPUTS}],
            "description": "One text or an array of texts (non-empty)."})
 }
 
-fn generation_properties() -> Value {
+/// `model`: the served model's id. The document names it exactly so that clients (and the
+/// API fuzzer, which generates requests from this document) know the one value that is not a
+/// 404.
+fn model_schema(info: &ModelInfo) -> Value {
+    json!({"type": "string", "enum": [info.id],
+           "description": "The served model's id (see GET /v1/models); the model reference the server was started with is accepted too, any other name answers 404."})
+}
+
+fn generation_properties(info: &ModelInfo, limit: usize) -> Value {
     let int = |d: &str| json!({"type": "integer", "minimum": 0, "description": d});
     let num = |d: &str| json!({"type": "number", "description": d});
     json!({
-        "model": {"type": "string", "description": "Optional; must name the served model."},
+        "model": model_schema(info),
         "input": texts_schema(),
         "stream": {"type": "boolean", "description": "Server-sent events of text pieces (one input, greedy or sampling), then the response object, then [DONE]."},
         "max_length": int("Maximum total output length (decoder start token included)."),
-        "max_new_tokens": int("Maximum generated tokens (wins over max_length); at most --max-new-tokens-limit."),
+        "max_new_tokens": {"type": "integer", "minimum": 0, "maximum": limit,
+                           "description": "Maximum generated tokens (wins over max_length); at most --max-new-tokens-limit."},
         "min_length": int("Minimum total length before the end token."),
         "min_new_tokens": int("Minimum generated tokens (wins over min_length)."),
-        "num_beams": int("Beams (1: greedy or sampling); at most 32."),
+        "num_beams": {"type": "integer", "minimum": 0, "maximum": MAX_BEAMS,
+                      "description": "Beams (1: greedy or sampling)."},
         "num_return_sequences": int("Sequences per input."),
         "length_penalty": num("Beam score length exponent."),
         "early_stopping": {"oneOf": [{"type": "boolean"}, {"const": "never"}]},
         "no_repeat_ngram_size": int("Forbid repeating n-grams of this size."),
         "repetition_penalty": num("Penalty on repeated tokens (>1 discourages)."),
-        "bad_words_ids": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+        "bad_words_ids": {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
         "do_sample": {"type": "boolean"},
         "temperature": num("Sampling temperature."),
         "top_k": int("Sample among the k most likely tokens (0: all)."),
         "top_p": num("Nucleus sampling mass."),
         "seed": int("Seed for reproducible sampling."),
         "forced_bos_token_id": int("Token forced first."),
-        "forced_eos_token_id": {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+        "forced_eos_token_id": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "array", "items": {"type": "integer", "minimum": 0}}]},
         "use_cache": {"type": "boolean"}
     })
 }
@@ -112,8 +130,10 @@ fn error_responses() -> Value {
     json!({
         "400": err("Malformed JSON, wrong types, unknown fields, empty or too long input, invalid options."),
         "401": err("Missing or wrong API key (when the server has one)."),
+        "403": err("A Host header the server does not accept."),
         "404": err("Unknown route or model, or a route the loaded model does not serve."),
         "413": err("Body over the size limit."),
+        "415": err("A request body that is not application/json."),
         "429": err("The queue is full; retry later (Retry-After header)."),
         "500": err("The model failed (e.g. NaN or Inf in its output)."),
         "503": err("The server is shutting down."),
@@ -121,16 +141,23 @@ fn error_responses() -> Value {
     })
 }
 
-fn request_schema(path: &str) -> Option<Value> {
+fn request_schema(path: &str, info: &ModelInfo, limit: usize) -> Option<Value> {
     let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    let tokens =
+        |d: &str| json!({"type": "integer", "minimum": 1, "maximum": limit, "description": d});
     let sampling = json!({
-        "max_tokens": {"type": "integer"},
-        "min_tokens": {"type": "integer", "description": "vLLM extension: generate at least this many tokens."},
+        "max_tokens": tokens("Tokens to generate at most (at most --max-new-tokens-limit)."),
+        "min_tokens": {"type": "integer", "minimum": 0, "description": "vLLM extension: generate at least this many tokens (at most max_tokens)."},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number"}, "n": {"type": "integer"}, "stream": {"type": "boolean"},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_CHOICES},
+        "stream": {"type": "boolean"},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
-        "seed": {"type": "integer"}, "user": {"type": "string"}
+        "stop": {"oneOf": [{"type": "string", "minLength": 1},
+                           {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_STOP_SEQUENCES}]},
+        "presence_penalty": {"enum": [0], "description": "Only 0 is supported."},
+        "frequency_penalty": {"enum": [0], "description": "Only 0 is supported."},
+        "seed": {"type": "integer", "minimum": 0}, "user": {"type": "string"}
     });
     let with = |mut base: Value, extra: Value| {
         if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
@@ -138,75 +165,92 @@ fn request_schema(path: &str) -> Option<Value> {
         }
         base
     };
+    let model = model_schema(info);
+    let token_ids =
+        json!({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1});
     Some(match path {
         "/v1/completions" => obj(
             with(
                 sampling,
-                json!({"model": {"type": "string"}, "prompt": texts_schema()}),
+                json!({"model": model,
+                       "prompt": {"oneOf": [{"type": "string"},
+                                            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_INPUTS},
+                                            token_ids,
+                                            {"type": "array", "items": token_ids, "minItems": 1, "maxItems": MAX_INPUTS}],
+                                  "description": "Text(s), or token ids (one sequence or several)."}}),
             ),
             &["model", "prompt"],
         ),
         "/v1/chat/completions" => obj(
             with(
                 sampling,
-                json!({"model": {"type": "string"}, "max_completion_tokens": {"type": "integer"},
-                       "messages": {"type": "array", "items": {"type": "object", "properties": {
+                json!({"model": model, "max_completion_tokens": tokens("Newer name of max_tokens; wins over it."),
+                       "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role"], "properties": {
                            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
-                           "content": {"oneOf": [{"type": "string"}, {"type": "array"}]}}}}}),
+                           "content": {"oneOf": [{"type": "string"}, {"type": "null"},
+                               {"type": "array", "items": {"type": "object", "required": ["type", "text"],
+                                   "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]},
+                           "name": {"type": "string"}}}}}),
             ),
             &["model", "messages"],
         ),
         "/v1/embeddings" => obj(
-            json!({"model": {"type": "string"}, "input": texts_schema(),
+            json!({"model": model, "input": texts_schema(),
                    "encoding_format": {"enum": ["float", "base64"]},
-                   "dimensions": {"type": "integer"}, "user": {"type": "string"}}),
+                   "dimensions": {"type": "integer", "minimum": 0, "description": "Must equal the model's dimension."},
+                   "user": {"type": "string"}}),
             &["model", "input"],
         ),
-        "/v1/summarize" | "/v1/text2text" => obj(generation_properties(), &["input"]),
+        "/v1/summarize" | "/v1/text2text" => obj(generation_properties(info, limit), &["input"]),
         "/v1/translate" => obj(
             with(
-                generation_properties(),
+                generation_properties(info, limit),
                 json!({"source": {"type": "string", "description": "Source language by name or code (default English)."},
                        "target": {"type": "string", "description": "Target language by name or code."}}),
             ),
             &["input", "target"],
         ),
         "/v1/classify" => obj(
-            json!({"model": {"type": "string"}, "input": texts_schema(),
-                   "top_k": {"type": "integer", "description": "Labels per text (default 1; 0: all)."},
+            json!({"model": model, "input": texts_schema(),
+                   "top_k": {"type": "integer", "minimum": 0, "description": "Labels per text (default 1; 0: all)."},
                    "function": {"enum": ["softmax", "sigmoid", "none"]}}),
             &["input"],
         ),
         "/v1/ner" => obj(
-            json!({"model": {"type": "string"}, "input": texts_schema(),
+            json!({"model": model, "input": texts_schema(),
                    "aggregation": {"enum": ["none", "simple", "first", "average", "max"]}}),
             &["input"],
         ),
         "/v1/fill-mask" => obj(
-            json!({"model": {"type": "string"}, "input": texts_schema(),
-                   "top_k": {"type": "integer", "minimum": 1, "maximum": 100}}),
+            json!({"model": model, "input": texts_schema(),
+                   "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_FILL_MASK_TOP_K}}),
             &["input"],
         ),
         _ => return None,
     })
 }
 
-/// The OpenAPI document for a server of `info`'s model.
-pub fn spec(info: &ModelInfo) -> Value {
+/// The OpenAPI document for a server of `info`'s model with `config`'s limits.
+pub fn spec(info: &ModelInfo, config: &ServerConfig) -> Value {
+    let limit = config.max_new_tokens_limit;
     let mut paths = serde_json::Map::new();
     for (method, path, summary) in ROUTES {
         let mut op = json!({
             "summary": summary,
             "responses": error_responses(),
         });
-        op["responses"]["200"] = json!({"description": "Success."});
+        op["responses"]["200"] = responses::success(path);
+        if *path == "/health" {
+            // Draining: the same body with status "draining", not an error object.
+            op["responses"]["503"] = responses::health_draining();
+        }
         if !served(info, path) {
             op["description"] = json!(format!(
                 "Not served by this server's {} model (answers 404).",
                 info.kind.name()
             ));
         }
-        if let Some(schema) = request_schema(path) {
+        if let Some(schema) = request_schema(path, info, limit) {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema}}});
         }
@@ -234,9 +278,7 @@ pub fn spec(info: &ModelInfo) -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                 "description": "Required on every route but /health when the server runs with --api-key."}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                "message": {"type": "string"}, "type": {"type": "string"},
-                "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}}
+            "schemas": responses::schemas()
         }
     })
 }

@@ -353,7 +353,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn openapi(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(crate::openapi::spec(&s.info))
+    Json(crate::openapi::spec(&s.info, &s.config))
 }
 
 async fn docs(State(s): State<AppState>) -> Html<String> {
