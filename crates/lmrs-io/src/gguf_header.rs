@@ -156,7 +156,7 @@ impl<R: Read + Seek> Reader<'_, R> {
         if needed > self.remaining() {
             return Err(format!(
                 "the header declares {tensor_count} tensors and {kv_count} metadata entries, \
-                 which need at least {needed} bytes, but only {} remain in the file",
+                 which need at least {needed} bytes, but only {} remain in the file (truncated?)",
                 self.remaining()
             ));
         }

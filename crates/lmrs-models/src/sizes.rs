@@ -83,13 +83,16 @@ impl<'a> SizeCheck<'a> {
                     ))
                 }
                 Some(v) if v != f => {
+                    let expected: Vec<usize> =
+                        dims.iter().map(|d| d.value.unwrap_or(usize::MAX)).collect();
                     return Err(self.error(
                         d.fields,
                         format!(
-                            "is {v}, but tensor '{}' has {f} (dimension {axis} of {found:?})",
+                            "is {v}, but tensor '{}' has shape {found:?}, expected {expected:?} \
+                             (dimension {axis})",
                             self.w.key(key)
                         ),
-                    ))
+                    ));
                 }
                 Some(_) => {}
             }
@@ -114,7 +117,7 @@ impl<'a> SizeCheck<'a> {
             return Err(self.error(
                 field,
                 format!(
-                    "is {count}, but the checkpoint has no tensor '{}' for block {}",
+                    "is {count}, but tensor '{}' of block {} is not found in the checkpoint",
                     self.w.key(&last),
                     count - 1
                 ),

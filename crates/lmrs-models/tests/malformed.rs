@@ -98,21 +98,21 @@ fn layer_counts_beyond_the_checkpoint_are_refused_before_allocating() {
         "t5-v1_0-tiny",
         "num_layers",
         json!(HUGE),
-        "no tensor",
+        "not found",
     );
     refused(
         "seq2seq",
         "t5-v1_0-tiny",
         "num_decoder_layers",
         json!(HUGE),
-        "no tensor",
+        "not found",
     );
     refused(
         "encoder",
         "bert-tiny-st",
         "num_hidden_layers",
         json!(HUGE),
-        "no tensor",
+        "not found",
     );
     // DistilBERT's `n_layers` is an alias of BERT's field, which the error names.
     let dir = edited("distilbert-tiny-cls", |c| {
@@ -120,7 +120,7 @@ fn layer_counts_beyond_the_checkpoint_are_refused_before_allocating() {
     });
     let e = load_error("encoder", dir.path());
     assert!(
-        e.contains("'num_hidden_layers'") && e.contains("no tensor"),
+        e.contains("'num_hidden_layers'") && e.contains("not found"),
         "{e}"
     );
     for name in ["llama-tiny", "qwen2-tiny", "gemma3-tiny"] {
@@ -130,11 +130,11 @@ fn layer_counts_beyond_the_checkpoint_are_refused_before_allocating() {
         });
         let e = load_error("causal", dir.path());
         assert!(
-            e.contains("'num_hidden_layers'") && e.contains("no tensor"),
+            e.contains("'num_hidden_layers'") && e.contains("not found"),
             "{name}: {e}"
         );
     }
-    refused("causal", "gpt2-tiny", "n_layer", json!(HUGE), "no tensor");
+    refused("causal", "gpt2-tiny", "n_layer", json!(HUGE), "not found");
 }
 
 #[test]
