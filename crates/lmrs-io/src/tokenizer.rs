@@ -17,7 +17,26 @@ pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
     // `tokenizers` 0.23 panics ("Helper") on a JSON syntax error inside a `decoder` value
     // (its untagged helper `expect`s the buffered parse): check the syntax first, so a
     // malformed file is an error, not an abort. Found by the tokenizer_json fuzz target.
-    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
-        .map_err(|e| error(format!("not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| error(format!("not valid JSON: {e}")))?;
+    // Likewise it `expect`s a `Precompiled` normalizer's charsmap to decode: check each one.
+    if let Some(normalizer) = value.get("normalizer") {
+        check_precompiled(normalizer).map_err(error)?;
+    }
     tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| error(e.to_string()))
+}
+
+/// Every `{"type": "Precompiled"}` normalizer in `v` (also inside a `Sequence`) must parse.
+fn check_precompiled(v: &serde_json::Value) -> std::result::Result<(), String> {
+    match v {
+        serde_json::Value::Object(map) => {
+            if map.get("type").and_then(|t| t.as_str()) == Some("Precompiled") {
+                serde_json::from_value::<spm_precompiled::Precompiled>(v.clone())
+                    .map_err(|e| format!("invalid Precompiled normalizer: {e}"))?;
+            }
+            map.values().try_for_each(check_precompiled)
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_precompiled),
+        _ => Ok(()),
+    }
 }

@@ -88,3 +88,21 @@ fn tokenizer_json_with_a_syntax_error_in_its_decoder_is_an_error() {
     std::fs::write(&path, fixed).unwrap();
     lmrs_io::load_tokenizer(&path).unwrap();
 }
+
+#[test]
+fn tokenizer_json_with_a_malformed_precompiled_charsmap_is_an_error() {
+    // tokenizers 0.23 `expect`s the charsmap to decode and panicked; found by tokenizer_json.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":{"type":"Sequence","normalizers":[{"type":"Precompiled","precompiled_charsmap":"_not base64_"}]},
+        "pre_tokenizer":null,"post_processor":null,"decoder":null,
+        "model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"}}"#;
+    std::fs::write(&path, json).unwrap();
+    match lmrs_io::load_tokenizer(&path) {
+        Err(IoError::Tokenizer { message, .. }) => {
+            assert!(message.contains("Precompiled"), "{message}")
+        }
+        other => panic!("expected a tokenizer error, got {:?}", other.map(|_| ())),
+    }
+}
