@@ -31,7 +31,10 @@ fn check_precompiled(v: &serde_json::Value) -> std::result::Result<(), String> {
     match v {
         serde_json::Value::Object(map) => {
             if map.get("type").and_then(|t| t.as_str()) == Some("Precompiled") {
-                serde_json::from_value::<spm_precompiled::Precompiled>(v.clone())
+                // From text, not from the Value: the charsmap field is a borrowed `&str`,
+                // which an owned Value cannot lend (every real T5 tokenizer would fail).
+                let text = v.to_string();
+                serde_json::from_str::<spm_precompiled::Precompiled>(&text)
                     .map_err(|e| format!("invalid Precompiled normalizer: {e}"))?;
             }
             map.values().try_for_each(check_precompiled)

@@ -106,3 +106,17 @@ fn tokenizer_json_with_a_malformed_precompiled_charsmap_is_an_error() {
         other => panic!("expected a tokenizer error, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn tokenizer_json_with_a_valid_precompiled_charsmap_still_loads() {
+    // The check above must pass every real SentencePiece charsmap (T5's, in a Sequence).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/t5-v1_0-tiny/tokenizer.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("\"Precompiled\""),
+        "the fixture has a Precompiled normalizer"
+    );
+    let tok = lmrs_io::load_tokenizer(&path).unwrap();
+    assert!(tok.get_vocab_size(true) > 0);
+}
