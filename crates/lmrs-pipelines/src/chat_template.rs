@@ -28,6 +28,12 @@ use std::fmt::Write as _;
 /// The name the template is registered under (no extension, so nothing is auto-escaped).
 const NAME: &str = "chat_template";
 
+/// Most template instructions one render may run. Templates come with downloaded models, so a
+/// nested loop must end in an error rather than hang a chat or a server thread. Real templates
+/// spend about a hundred instructions per message (SmolLM2's: ~60); this allows conversations of
+/// tens of thousands of turns and stops a runaway template in well under a second.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 /// One turn of a conversation, as `transformers` chat templates read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
@@ -70,6 +76,7 @@ impl ChatTemplate {
             .build()
             .map_err(|e| PipelineError::ChatTemplate(describe(&e)))?;
         env.set_syntax(syntax);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(python_formatter);
         env.add_filter("tojson", tojson);

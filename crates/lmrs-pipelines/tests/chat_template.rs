@@ -193,3 +193,50 @@ fn python_environment_details() {
     // trim_blocks / lstrip_blocks: block lines leave no whitespace behind.
     assert_eq!(render("  {% if true %}\nx\n  {% endif %}\ny"), "x\ny");
 }
+
+/// A template that loops without end (here 10^10 iterations of nested loops, as a hostile GGUF
+/// could carry) stops with a typed error instead of hanging the chat or the server thread.
+#[test]
+fn a_runaway_template_runs_out_of_fuel() {
+    let source =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}";
+    let t = ChatTemplate::new(source, None, None).unwrap();
+    let start = std::time::Instant::now();
+    let err = t
+        .render(&[ChatMessage::new("user", "hi")], true)
+        .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::ChatTemplate(m) if m.contains("fuel")),
+        "{err}"
+    );
+    // Not a timing test: only a guard that the limit is a limit and not hours of work.
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+}
+
+/// The fuel limit leaves real templates room for long conversations: 2,000 turns render with
+/// every template in the fixture.
+#[test]
+fn real_templates_render_long_conversations_within_the_fuel_limit() {
+    let fixture = fixture();
+    let messages: Vec<ChatMessage> = (0..2000)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            ChatMessage::new(role, format!("turn {i}: some words of text"))
+        })
+        .collect();
+    for t in fixture["templates"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let template = ChatTemplate::new(
+            t["template"].as_str().unwrap(),
+            t["bos_token"].as_str(),
+            t["eos_token"].as_str(),
+        )
+        .unwrap();
+        match template.render(&messages, true) {
+            Ok(text) => assert!(text.contains("turn 1998"), "{name}"),
+            // Templates that insist on their own role order may refuse; never for fuel.
+            Err(PipelineError::ChatTemplateRaised(_)) => {}
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+}

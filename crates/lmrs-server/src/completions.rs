@@ -244,7 +244,7 @@ fn start_stream(
 
 pub(crate) async fn completions(
     State(s): State<AppState>,
-    JsonBody(req): JsonBody<CompletionRequest>,
+    JsonBody(mut req): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     check_model(&s, Some(&req.model))?;
     req.validate()?;
@@ -262,12 +262,26 @@ pub(crate) async fn completions(
         ))
         .with_param("prompt"));
     }
-    let prompts = match &req.prompt {
-        Input::Texts(texts) => texts
-            .iter()
-            .map(|t| p.tokenizer().encode_plain(t, true))
-            .collect::<Result<Vec<_>, _>>()?,
-        Input::Tokens(ids) => ids.clone(),
+    // Moved out, not cloned: prompts may be megabytes.
+    let prompts = match std::mem::replace(&mut req.prompt, Input::Tokens(Vec::new())) {
+        Input::Texts(texts) => {
+            for (i, t) in texts.iter().enumerate() {
+                s.check_bytes(&format!("prompt {i}"), t, "prompt")?;
+            }
+            let backend = s.backend.clone();
+            s.cpu
+                .run(move || {
+                    let Backend::CausalLm(p) = &*backend else {
+                        return Err(unexpected());
+                    };
+                    texts
+                        .iter()
+                        .map(|t| p.tokenizer().encode_plain(t, true).map_err(ApiError::from))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?
+        }
+        Input::Tokens(ids) => ids,
     };
     let mut plan = plan(
         &s,
@@ -334,10 +348,35 @@ pub(crate) async fn chat_completions(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let ids = p.chat_prompt(&messages).map_err(|e| {
-        ApiError::bad_request(format!("cannot render the chat template: {e}"))
-            .with_param("messages")
-    })?;
+    let bytes: usize = messages
+        .iter()
+        .map(|m| m.content.len() + m.role.len())
+        .sum();
+    if bytes > s.input_byte_limit() {
+        return Err(ApiError::bad_request(format!(
+            "the messages are {bytes} bytes long; this server takes at most {} bytes \
+             (--max-input-bytes), far more than its {}-token limit holds",
+            s.input_byte_limit(),
+            s.input_limit()
+        ))
+        .with_param("messages")
+        .with_code("context_length_exceeded"));
+    }
+    // Rendering runs a template that came with the model (bounded by its fuel) and tokenizes:
+    // both off the async runtime.
+    let backend = s.backend.clone();
+    let ids = s
+        .cpu
+        .run(move || {
+            let Backend::CausalLm(p) = &*backend else {
+                return Err(unexpected());
+            };
+            p.chat_prompt(&messages).map_err(|e| {
+                ApiError::bad_request(format!("cannot render the chat template: {e}"))
+                    .with_param("messages")
+            })
+        })
+        .await?;
     let mut plan = plan(&s, p, vec![ids], &sampling, None, "messages")?;
     let head = Head::new(&s, Flavor::Chat);
     if plan.stream {

@@ -89,6 +89,31 @@ impl ApiError {
             .with_code("invalid_api_key")
     }
 
+    /// 403: the request is not allowed here (a `Host` that is not this machine).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message).with_code("forbidden_host")
+    }
+
+    /// 408: the client did not send its whole body within `--body-timeout`.
+    pub fn body_timeout(secs: f64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!("the request body did not arrive within the server's {secs} s body timeout"),
+        )
+        .with_code("body_timeout")
+    }
+
+    /// 415: the body is not sent as JSON.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            message,
+        )
+        .with_code("unsupported_media_type")
+    }
+
     /// 404: no such route, model or capability.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", message).with_code("not_found")
@@ -187,6 +212,10 @@ impl IntoResponse for ApiError {
         let headers = res.headers_mut();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The body is half read: the connection cannot carry another request.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

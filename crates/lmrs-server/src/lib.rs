@@ -39,8 +39,11 @@
 //! own positions (the cache is preallocated per batch with each row's left padding).
 
 mod backend;
+mod blocking;
 mod completions;
+pub mod conn;
 mod error;
+pub mod guard;
 mod metrics;
 pub mod openai;
 pub mod openapi;
@@ -84,7 +87,23 @@ pub struct ServerConfig {
     pub workers: usize,
     /// The model id clients see (default: the folder name of a local model, else the hub id).
     pub model_id: Option<String>,
+    /// Longest wait for a request's headers, also on an idle keep-alive connection
+    /// (default 10 s).
+    pub header_timeout: Duration,
+    /// Longest wait for a request's whole body (default 30 s).
+    pub body_timeout: Duration,
+    /// Most connections served at once; more wait in the backlog (default 512).
+    pub max_connections: usize,
+    /// Host names accepted besides localhost and IP addresses when no API key is set (`*`:
+    /// any); see [`guard`].
+    pub allowed_hosts: Vec<String>,
+    /// Longest input text in bytes, refused before it is tokenized (default: 32 bytes per
+    /// token of the input limit, at least 64 KiB).
+    pub max_input_bytes: Option<usize>,
 }
+
+/// Most connections `--max-connections` may ask for.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -99,6 +118,11 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             workers: 1,
             model_id: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            allowed_hosts: Vec::new(),
+            max_input_bytes: None,
         }
     }
 }
@@ -139,6 +163,32 @@ impl Server {
                 "--request-timeout must be positive".into(),
             ));
         }
+        if config.max_body_bytes == 0 {
+            return Err(ServerError::Config(
+                "--max-body-bytes must be at least 1 (0 would refuse every POST)".into(),
+            ));
+        }
+        if config.header_timeout.is_zero() || config.body_timeout.is_zero() {
+            return Err(ServerError::Config(
+                "--header-timeout and --body-timeout must be positive".into(),
+            ));
+        }
+        if config.max_connections == 0 || config.max_connections > MAX_CONNECTIONS {
+            return Err(ServerError::Config(format!(
+                "--max-connections must be between 1 and {MAX_CONNECTIONS}"
+            )));
+        }
+        if config.max_input_bytes == Some(0) {
+            return Err(ServerError::Config(
+                "--max-input-bytes must be at least 1".into(),
+            ));
+        }
+        if let Some(key) = &config.api_key {
+            guard::check_api_key(key, "the API key").map_err(ServerError::Config)?;
+        }
+        if config.workers == 0 {
+            return Err(ServerError::Config("--workers must be at least 1".into()));
+        }
         let id = config
             .model_id
             .clone()
@@ -162,7 +212,7 @@ impl Server {
             queue.clone(),
             metrics.clone(),
             config.max_batch_size,
-        );
+        )?;
         let aliases = [reference.to_string(), info.dir.display().to_string()]
             .into_iter()
             .filter(|a| *a != id)
@@ -177,6 +227,7 @@ impl Server {
                 metrics,
                 draining: AtomicBool::new(false),
                 created: routes::unix_now(),
+                cpu: blocking::CpuSlots::new(),
             }),
             workers,
         })
@@ -209,22 +260,33 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shared = self.shared.clone();
         let on_signal = async move {
             shutdown.await;
             shared.draining.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);
         };
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(on_signal);
+        let (fitted, why) =
+            conn::fit_connections(self.shared.config.max_connections, conn::raise_fd_limit());
+        if let Some(why) = why {
+            eprintln!("lmrs serve: {why}");
+        }
+        let limits = conn::ConnLimits {
+            header_timeout: self.shared.config.header_timeout,
+            max_connections: fitted,
+        };
         let grace = self.shared.config.shutdown_grace;
+        let mut grace_rx = stop_rx.clone();
         let grace_expired = async move {
-            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            let _ = grace_rx.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;
         };
+        let server = conn::serve(listener, self.router(), limits, stop_rx);
+        tokio::spawn(on_signal);
         let started = std::time::Instant::now();
         tokio::select! {
-            r = server => r?,
+            _ = server => {}
             _ = grace_expired => {
                 eprintln!("lmrs serve: shutdown grace of {grace:?} expired with requests in flight");
             }

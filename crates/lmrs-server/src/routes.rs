@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub draining: AtomicBool,
     pub created: u64,
+    /// Permits for tokenizing and template rendering off the async runtime.
+    pub cpu: crate::blocking::CpuSlots,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -63,7 +65,40 @@ impl Shared {
             .max_input_tokens
             .map_or(self.info.input_limit, |m| m.min(self.info.input_limit))
     }
+
+    /// The longest text accepted before tokenizing: `--max-input-bytes`, by default
+    /// [`BYTES_PER_TOKEN`] per token of the input limit and at least [`MIN_INPUT_BYTES`].
+    /// Longer texts are refused without spending CPU or memory on them.
+    pub(crate) fn input_byte_limit(&self) -> usize {
+        self.config.max_input_bytes.unwrap_or_else(|| {
+            self.input_limit()
+                .saturating_mul(BYTES_PER_TOKEN)
+                .max(MIN_INPUT_BYTES)
+        })
+    }
+
+    /// Refuse a text longer than [`Shared::input_byte_limit`] (`what` names it: "input 2").
+    pub(crate) fn check_bytes(&self, what: &str, text: &str, param: &str) -> Result<(), ApiError> {
+        let limit = self.input_byte_limit();
+        if text.len() > limit {
+            return Err(ApiError::bad_request(format!(
+                "{what} is {} bytes long; this server takes at most {limit} bytes per input \
+                 (--max-input-bytes), far more than its {}-token limit holds",
+                text.len(),
+                self.input_limit()
+            ))
+            .with_param(param)
+            .with_code("context_length_exceeded"));
+        }
+        Ok(())
+    }
 }
+
+/// Default bytes allowed per token of the input limit: more than any real tokenizer's longest
+/// token averages over a whole text, so only inputs that cannot fit are refused unread.
+pub const BYTES_PER_TOKEN: usize = 32;
+/// The least default byte limit, for models with short input limits.
+pub const MIN_INPUT_BYTES: usize = 64 << 10;
 
 /// The router over `state`.
 pub(crate) fn router(state: AppState) -> Router {
@@ -87,6 +122,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::check_host,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -152,16 +191,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(format!(
-                    "the request body is larger than the server's limit of {} bytes",
-                    state.config.max_body_bytes
-                ))
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
-            }
-        })?;
+        crate::guard::require_json(req.headers())?;
+        let limit = state.config.body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::body_timeout(limit.as_secs_f64()))?
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::payload_too_large(format!(
+                        "the request body is larger than the server's limit of {} bytes",
+                        state.config.max_body_bytes
+                    ))
+                } else {
+                    ApiError::bad_request(format!(
+                        "cannot read the request body: {}",
+                        e.body_text()
+                    ))
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "the request body is empty; send a JSON object",
@@ -229,8 +277,13 @@ pub(crate) fn unsupported(s: &Shared, what: &str) -> ApiError {
 }
 
 /// Validate input texts: at least one, none blank, at most [`MAX_INPUTS`], each within the
-/// input limit. Returns the total input tokens.
-fn check_texts(s: &Shared, texts: &[String], prefix: &str) -> Result<usize, ApiError> {
+/// byte limit and then (tokenized off the runtime) the token limit. Returns the texts and the
+/// total input tokens.
+async fn check_texts(
+    s: &AppState,
+    texts: Vec<String>,
+    prefix: &str,
+) -> Result<(Vec<String>, usize), ApiError> {
     if texts.is_empty() {
         return Err(ApiError::bad_request("`input` must not be empty").with_param("input"));
     }
@@ -241,23 +294,31 @@ fn check_texts(s: &Shared, texts: &[String], prefix: &str) -> Result<usize, ApiE
         ))
         .with_param("input"));
     }
-    let limit = s.input_limit();
-    let mut total = 0;
     for (i, t) in texts.iter().enumerate() {
         if t.trim().is_empty() {
             return Err(ApiError::bad_request(format!("input {i} is empty")).with_param("input"));
         }
-        let n = s.backend.count_tokens(t, prefix)?;
-        if n > limit {
-            return Err(ApiError::bad_request(format!(
-                "input {i} is {n} tokens long; this server takes at most {limit} tokens per input"
-            ))
-            .with_param("input")
-            .with_code("context_length_exceeded"));
-        }
-        total += n;
+        s.check_bytes(&format!("input {i}"), t, "input")?;
     }
-    Ok(total)
+    let limit = s.input_limit();
+    let (backend, prefix) = (s.backend.clone(), prefix.to_string());
+    s.cpu
+        .run(move || {
+            let mut total = 0;
+            for (i, t) in texts.iter().enumerate() {
+                let n = backend.count_tokens(t, &prefix)?;
+                if n > limit {
+                    return Err(ApiError::bad_request(format!(
+                        "input {i} is {n} tokens long; this server takes at most {limit} tokens per input"
+                    ))
+                    .with_param("input")
+                    .with_code("context_length_exceeded"));
+                }
+                total += n;
+            }
+            Ok((texts, total))
+        })
+        .await
 }
 
 pub(crate) fn make_job(
@@ -413,7 +474,7 @@ async fn embeddings(
             .with_param("dimensions"));
         }
     }
-    let tokens = check_texts(&s, &texts, "")?;
+    let (texts, tokens) = check_texts(&s, texts, "").await?;
     let Output::Embed(embs) = submit(&s, Work::Embed { texts }, false, tokens).await? else {
         return Err(unexpected());
     };
@@ -530,8 +591,7 @@ async fn seq2seq(
         ))
         .with_param("num_beams"));
     }
-    let texts = req.input.0;
-    let tokens = check_texts(&s, &texts, &prefix)?;
+    let (texts, tokens) = check_texts(&s, req.input.0, &prefix).await?;
     let stream = req.stream.unwrap_or(false);
     if stream && texts.len() != 1 {
         return Err(ApiError::bad_request("`stream` takes exactly one input").with_param("stream"));
@@ -673,8 +733,7 @@ async fn classify(
         0 => None,
         k => Some(k),
     };
-    let texts = req.input.0;
-    let tokens = check_texts(&s, &texts, "")?;
+    let (texts, tokens) = check_texts(&s, req.input.0, "").await?;
     let work = Work::Classify {
         texts,
         top_k,
@@ -716,8 +775,7 @@ async fn ner(
         ))
         .with_param("aggregation")
     })?;
-    let texts = req.input.0;
-    let tokens = check_texts(&s, &texts, "")?;
+    let (texts, tokens) = check_texts(&s, req.input.0, "").await?;
     let Output::Ner(results) = submit(&s, Work::Ner { texts, aggregation }, false, tokens).await?
     else {
         return Err(unexpected());
@@ -749,8 +807,7 @@ async fn fill_mask(
         ))
         .with_param("top_k"));
     }
-    let texts = req.input.0;
-    let tokens = check_texts(&s, &texts, "")?;
+    let (texts, tokens) = check_texts(&s, req.input.0, "").await?;
     if let Some(i) = texts.iter().position(|t| !t.contains(p.mask_token())) {
         return Err(
             ApiError::bad_request(format!("input {i} has no {} token", p.mask_token()))

@@ -16,7 +16,7 @@
 //! sampling (whose streams are numbered by batch row) run as separate batches.
 
 use crate::backend::{Backend, Output, Work};
-use crate::error::ApiError;
+use crate::error::{ApiError, ServerError};
 use crate::metrics::{BatchStats, Metrics};
 use lmrs_pipelines::{ContinuousGeneration, RequestId, TextGenerationPipeline};
 use std::collections::{HashMap, VecDeque};
@@ -188,23 +188,35 @@ impl Queue {
     }
 }
 
-/// Start `n` model threads over `queue`.
+/// Start `n` model threads over `queue`. Idle threads sleep on the queue's condition
+/// variable (no spinning). A thread the OS refuses is an error, after the ones already started
+/// are stopped.
 pub fn spawn_workers(
     n: usize,
     backend: Arc<Backend>,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     max_batch_size: usize,
-) -> Vec<JoinHandle<()>> {
-    (0..n.max(1))
-        .map(|i| {
-            let (backend, queue, metrics) = (backend.clone(), queue.clone(), metrics.clone());
-            std::thread::Builder::new()
-                .name(format!("lmrs-model-{i}"))
-                .spawn(move || worker_loop(&backend, &queue, &metrics, max_batch_size))
-                .expect("spawning a model thread")
-        })
-        .collect()
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let mut handles = Vec::with_capacity(n.max(1));
+    for i in 0..n.max(1) {
+        let (b, q, m) = (backend.clone(), queue.clone(), metrics.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("lmrs-model-{i}"))
+            .spawn(move || worker_loop(&b, &q, &m, max_batch_size));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                queue.close();
+                join_workers(handles, Duration::from_secs(5));
+                return Err(ServerError::Config(format!(
+                    "cannot start model thread {} of {n}: {e}; use fewer --workers",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(handles)
 }
 
 fn worker_loop(backend: &Backend, queue: &Queue, metrics: &Metrics, max_batch_size: usize) {
