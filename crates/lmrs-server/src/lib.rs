@@ -49,6 +49,7 @@ pub mod openai;
 pub mod openapi;
 mod routes;
 pub mod stop;
+mod task_routes;
 pub mod tasks;
 pub mod worker;
 
