@@ -90,6 +90,16 @@ pub enum Command {
     ///
     /// Example: lmrs serve --model models/all-MiniLM-L6-v2 --port 8080
     Serve(crate::serve::ServeArgs),
+    /// List the models in the local caches (the Hugging Face hub cache and lmrs's own) with
+    /// their architecture, tasks, context length and size.
+    ///
+    /// Example: lmrs models --json
+    Models(crate::catalogue::ModelsArgs),
+    /// Describe one model without loading it: architecture, tasks, context length, dtype or
+    /// quantization, special tokens, chat template, size on disk.
+    ///
+    /// Example: lmrs info google-t5/t5-small
+    Info(crate::catalogue::InfoArgs),
 }
 
 /// Flags shared by the generation commands.

@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod bench_causal;
+mod catalogue;
 mod causal;
 mod classify;
 mod embed;
@@ -35,6 +36,8 @@ fn main() {
         args::Command::FillMask(a) => token_tasks::fill_mask(a),
         args::Command::Eval(a) => eval::run(a),
         args::Command::Serve(a) => serve::serve(a),
+        args::Command::Models(a) => catalogue::models(a),
+        args::Command::Info(a) => catalogue::info(a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));

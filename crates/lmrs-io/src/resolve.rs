@@ -40,7 +40,12 @@ pub fn resolve(reference: &str, revision: Option<&str>) -> Result<ModelSource> {
     resolve_in(reference, revision, &hub_cache_dirs())
 }
 
-fn resolve_in(reference: &str, revision: Option<&str>, caches: &[PathBuf]) -> Result<ModelSource> {
+/// [`resolve`] against the hub cache folders `caches` instead of the environment's.
+pub fn resolve_in(
+    reference: &str,
+    revision: Option<&str>,
+    caches: &[PathBuf],
+) -> Result<ModelSource> {
     let path = Path::new(reference);
     if path.is_dir() {
         return Ok(ModelSource::HfFolder(path.to_path_buf()));

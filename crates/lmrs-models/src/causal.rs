@@ -1,6 +1,7 @@
 //! Decoder-only models behind one type: [`CausalModel`], built from an HF folder
 //! (`config.json` + safetensors) or a GGUF file, whichever the user points at.
 
+use crate::catalogue::{self, Family, Role};
 use crate::gemma3::{Gemma3, Gemma3Config};
 use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::llama::{Llama, LlamaConfig};
@@ -11,9 +12,6 @@ use lmrs_nn::CausalCache;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
-
-/// `model_type`s [`load_causal`] builds.
-pub const CAUSAL_MODEL_TYPES: &[&str] = &["llama", "qwen2", "mistral", "gpt2", "gemma3_text"];
 
 /// A loaded decoder-only language model.
 #[derive(Debug, Clone)]
@@ -33,23 +31,26 @@ fn build(config: Value, source: &Path, w: &Weights) -> Result<CausalModel> {
         .and_then(Value::as_str)
         .unwrap_or("(missing)")
         .to_string();
-    match model_type.as_str() {
-        "llama" | "qwen2" | "mistral" => Ok(CausalModel::Llama(Llama::load(
+    let family = catalogue::by_model_type(&model_type)
+        .filter(|a| a.role == Role::Causal)
+        .map(|a| a.family);
+    match family {
+        Some(Family::Llama) => Ok(CausalModel::Llama(Llama::load(
             w,
             LlamaConfig::from_value(config, source)?,
         )?)),
-        "gpt2" => Ok(CausalModel::Gpt2(Gpt2::load(
+        Some(Family::Gpt2) => Ok(CausalModel::Gpt2(Gpt2::load(
             w,
             Gpt2Config::from_value(config, source)?,
         )?)),
-        "gemma3_text" | "gemma3" => Ok(CausalModel::Gemma3(Gemma3::load(
+        Some(Family::Gemma3) => Ok(CausalModel::Gemma3(Gemma3::load(
             w,
             Gemma3Config::from_value(text_config(config), source)?,
         )?)),
         _ => Err(ModelError::UnknownModelType {
             found: model_type,
             path: source.display().to_string(),
-            supported: CAUSAL_MODEL_TYPES.join(", "),
+            supported: catalogue::model_types(Role::Causal),
         }),
     }
 }

@@ -3,6 +3,8 @@
 //! explicit cache values and generation lives in `lmrs-generate`.
 
 pub mod bert;
+mod card;
+pub mod catalogue;
 mod causal;
 mod common;
 mod error;
@@ -13,5 +15,10 @@ pub mod registry;
 mod sizes;
 pub mod t5;
 
-pub use causal::{load_causal, load_causal_gguf, CausalModel, CAUSAL_MODEL_TYPES};
+pub use card::{
+    inspect, inspect_folder, inspect_gguf, inspect_source, list_cached, CachedModel, CardTokens,
+    ModelCard, ModelFormat,
+};
+pub use catalogue::{Family, ModelKind, Role};
+pub use causal::{load_causal, load_causal_gguf, CausalModel};
 pub use error::{ModelError, Result};

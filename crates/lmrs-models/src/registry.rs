@@ -1,16 +1,31 @@
-//! Which architectures lmrs builds, by the `model_type` of their `config.json`.
+//! Loading encoder-decoder and encoder models: the [`crate::catalogue`] entry of the
+//! `model_type` in `config.json` picks the builder.
 
 use crate::bert::{
     BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
     BertModel,
 };
+use crate::catalogue::{self, Family, Role};
 use crate::t5::{T5Config, T5ForConditionalGeneration};
 use crate::{ModelError, Result};
 use lmrs_core::{DType, Device, Encoder, Tensor};
 use lmrs_io::{ModelFiles, Weights};
 
-/// `model_type` values of encoder-decoder checkpoints lmrs can load.
-pub const SEQ2SEQ_MODEL_TYPES: &[&str] = &["t5", "mt5"];
+/// The family that builds `model_type` when it has `role`.
+fn family(model_type: Option<&str>, role: Role) -> Option<Family> {
+    catalogue::by_model_type(model_type?)
+        .filter(|a| a.role == role)
+        .map(|a| a.family)
+}
+
+/// The error for a `model_type` no family of `role` builds.
+fn unknown(model_type: Option<String>, files: &ModelFiles, role: Role) -> ModelError {
+    ModelError::UnknownModelType {
+        found: model_type.unwrap_or_else(|| "(missing)".into()),
+        path: files.config.display().to_string(),
+        supported: catalogue::model_types(role),
+    }
+}
 
 /// An encoder-decoder model of any supported architecture.
 #[derive(Debug, Clone)]
@@ -22,19 +37,15 @@ pub enum Seq2SeqModel {
 /// Build the encoder-decoder model in `files`, in f32 on `device`.
 pub fn load_seq2seq(files: &ModelFiles, device: &Device) -> Result<Seq2SeqModel> {
     let model_type = lmrs_io::model_type(&files.config)?;
-    match model_type.as_deref() {
-        Some("t5") | Some("mt5") => {
+    match family(model_type.as_deref(), Role::Seq2Seq) {
+        Some(Family::T5) => {
             let cfg = T5Config::from_file(&files.config)?;
             let weights = Weights::from_files(&files.weights, device, DType::F32)?;
             Ok(Seq2SeqModel::T5(T5ForConditionalGeneration::load(
                 &weights, cfg,
             )?))
         }
-        other => Err(ModelError::UnknownModelType {
-            found: other.unwrap_or("(missing)").to_string(),
-            path: files.config.display().to_string(),
-            supported: SEQ2SEQ_MODEL_TYPES.join(", "),
-        }),
+        _ => Err(unknown(model_type, files, Role::Seq2Seq)),
     }
 }
 
@@ -101,9 +112,6 @@ impl Seq2SeqModel {
     }
 }
 
-/// `model_type` values of encoder-only checkpoints lmrs can load.
-pub const ENCODER_MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert"];
-
 /// An encoder-only model of any supported architecture.
 #[derive(Debug, Clone)]
 pub enum EncoderModel {
@@ -115,17 +123,13 @@ pub enum EncoderModel {
 /// Build the encoder-only model in `files`, in f32 on `device`.
 pub fn load_encoder(files: &ModelFiles, device: &Device) -> Result<EncoderModel> {
     let model_type = lmrs_io::model_type(&files.config)?;
-    match model_type.as_deref() {
-        Some("bert" | "roberta" | "xlm-roberta" | "distilbert") => {
+    match family(model_type.as_deref(), Role::Encoder) {
+        Some(Family::Bert) => {
             let cfg = BertConfig::from_file(&files.config)?;
             let weights = Weights::from_files(&files.weights, device, DType::F32)?;
             Ok(EncoderModel::Bert(BertModel::load(&weights, cfg)?))
         }
-        other => Err(ModelError::UnknownModelType {
-            found: other.unwrap_or("(missing)").to_string(),
-            path: files.config.display().to_string(),
-            supported: ENCODER_MODEL_TYPES.join(", "),
-        }),
+        _ => Err(unknown(model_type, files, Role::Encoder)),
     }
 }
 
@@ -175,8 +179,8 @@ fn load_bert_head<T>(
     build: impl FnOnce(&Weights, BertConfig) -> Result<T>,
 ) -> Result<T> {
     let model_type = lmrs_io::model_type(&files.config)?;
-    match model_type.as_deref() {
-        Some("bert" | "roberta" | "xlm-roberta" | "distilbert") => {
+    match family(model_type.as_deref(), Role::Encoder) {
+        Some(Family::Bert) => {
             let cfg = BertConfig::from_file(&files.config)?;
             let weights = Weights::from_files(&files.weights, device, DType::F32)?;
             build(&weights, cfg).map_err(|e| match e {
@@ -187,11 +191,7 @@ fn load_bert_head<T>(
                 e => e,
             })
         }
-        other => Err(ModelError::UnknownModelType {
-            found: other.unwrap_or("(missing)").to_string(),
-            path: files.config.display().to_string(),
-            supported: ENCODER_MODEL_TYPES.join(", "),
-        }),
+        _ => Err(unknown(model_type, files, Role::Encoder)),
     }
 }
 

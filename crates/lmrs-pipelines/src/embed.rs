@@ -41,13 +41,14 @@ pub struct TextEmbedding {
     pub truncated: bool,
 }
 
-/// Whether `reference` (a folder or hub id) is a BERT-family encoder
-/// ([`lmrs_models::registry::ENCODER_MODEL_TYPES`]); GGUF files are not.
+/// Whether `reference` (a folder or hub id) is an encoder-only model of the
+/// [`lmrs_models::catalogue`]; GGUF files are not.
 pub fn is_encoder_model(reference: &str, revision: Option<&str>) -> Result<bool> {
     Ok(match lmrs_io::resolve(reference, revision)? {
         lmrs_io::ModelSource::Gguf(_) => false,
         lmrs_io::ModelSource::HfFolder(dir) => lmrs_io::model_type(&dir.join("config.json"))?
-            .is_some_and(|t| lmrs_models::registry::ENCODER_MODEL_TYPES.contains(&t.as_str())),
+            .and_then(|t| lmrs_models::catalogue::by_model_type(&t))
+            .is_some_and(|a| a.role == lmrs_models::Role::Encoder),
     })
 }
 

@@ -585,11 +585,13 @@ fn load_folder_template(dir: &Path) -> Result<Option<ChatTemplate>> {
 }
 
 /// Whether `reference` names a decoder-only model: a GGUF file, or a folder whose
-/// `config.json` declares a causal-LM `model_type`.
+/// `config.json` `model_type` is a causal family of the [`lmrs_models::catalogue`] (the
+/// multimodal Gemma 3 layout included).
 pub fn is_causal_model(reference: &str, revision: Option<&str>) -> Result<bool> {
     Ok(match lmrs_io::resolve(reference, revision)? {
         ModelSource::Gguf(_) => true,
         ModelSource::HfFolder(dir) => lmrs_io::model_type(&dir.join("config.json"))?
-            .is_some_and(|t| lmrs_models::CAUSAL_MODEL_TYPES.contains(&t.as_str())),
+            .and_then(|t| lmrs_models::catalogue::by_model_type(&t))
+            .is_some_and(|a| a.role == lmrs_models::Role::Causal),
     })
 }

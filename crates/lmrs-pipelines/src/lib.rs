@@ -50,6 +50,13 @@ pub use generation::{
     CompletionOutput, FinishReason, TextGenerationPipeline, DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MODEL_FILE, SUMMARIZE_INSTRUCTION,
 };
+pub use lmrs_io::hub_cache_dirs;
+/// What a model is, without loading it: the architecture catalogue and model cards (front ends
+/// ask these rather than reading `config.json`).
+pub use lmrs_models::{
+    catalogue, inspect, list_cached, CachedModel, CardTokens, ModelCard, ModelFormat, ModelKind,
+    Role,
+};
 pub use lmrs_nn::Pooling;
 pub use ner::{Aggregation, Entity, TokenClassificationPipeline};
 pub use perplexity::{

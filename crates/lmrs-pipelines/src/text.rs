@@ -79,12 +79,8 @@ impl TextTokenizer {
             None => lmrs_io::model_type(&dir.join("config.json"))
                 .ok()
                 .flatten()
-                .and_then(|t| match t.as_str() {
-                    "t5" | "mt5" => Some("T5Tokenizer".to_string()),
-                    "xlm-roberta" => Some("XLMRobertaTokenizer".to_string()),
-                    "camembert" => Some("CamembertTokenizer".to_string()),
-                    _ => None,
-                }),
+                .and_then(|t| lmrs_models::catalogue::tokenizer_class(&t))
+                .map(String::from),
         };
         let rebuilt = class.as_deref().and_then(|c| {
             REBUILT_METASPACE

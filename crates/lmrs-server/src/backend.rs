@@ -23,121 +23,18 @@ use lmrs_pipelines::{
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// What kind of model is served; it decides the routes that answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelKind {
-    /// Encoder-decoder (T5): `/v1/summarize`, `/v1/translate`, `/v1/text2text`.
-    Seq2Seq,
-    /// Sentence embeddings: `/v1/embeddings`.
-    Embedding,
-    /// Sequence classifier: `/v1/classify`.
-    Classification,
-    /// Token classifier: `/v1/ner`.
-    TokenClassification,
-    /// Masked language model: `/v1/fill-mask`.
-    FillMask,
-    /// Decoder-only language model: `/v1/completions`, `/v1/chat/completions`.
-    CausalLm,
-}
+/// What kind of model is served (the catalogue's kinds); it decides the routes that answer.
+pub use lmrs_pipelines::ModelKind;
 
-impl ModelKind {
-    /// Every kind, for help texts.
-    pub const ALL: [ModelKind; 6] = [
-        Self::Seq2Seq,
-        Self::Embedding,
-        Self::Classification,
-        Self::TokenClassification,
-        Self::FillMask,
-        Self::CausalLm,
-    ];
-
-    /// The kind's name (`seq2seq`, `embedding`, `classification`, `token-classification`,
-    /// `fill-mask`, `causal-lm`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Seq2Seq => "seq2seq",
-            Self::Embedding => "embedding",
-            Self::Classification => "classification",
-            Self::TokenClassification => "token-classification",
-            Self::FillMask => "fill-mask",
-            Self::CausalLm => "causal-lm",
-        }
-    }
-
-    /// Parse a kind name; also takes the command names (`embed`, `classify`, `ner`,
-    /// `summarize`, `translate`, `text2text`, `generate`, `chat`) and `text-generation`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "seq2seq" | "summarize" | "summarization" | "translate" | "translation"
-            | "text2text" => Self::Seq2Seq,
-            "embedding" | "embeddings" | "embed" => Self::Embedding,
-            "classification" | "classify" => Self::Classification,
-            "token-classification" | "ner" => Self::TokenClassification,
-            "fill-mask" => Self::FillMask,
-            "causal-lm" | "causal" | "text-generation" | "generate" | "chat" | "completions" => {
-                Self::CausalLm
-            }
-            _ => return None,
-        })
-    }
-
-    /// The routes this kind answers, besides the common ones.
-    pub fn routes(self) -> &'static [&'static str] {
-        match self {
-            Self::Seq2Seq => &["/v1/summarize", "/v1/translate", "/v1/text2text"],
-            Self::Embedding => &["/v1/embeddings"],
-            Self::Classification => &["/v1/classify"],
-            Self::TokenClassification => &["/v1/ner"],
-            Self::FillMask => &["/v1/fill-mask"],
-            Self::CausalLm => &["/v1/completions", "/v1/chat/completions"],
-        }
-    }
-
-    /// Tell the kind from a model folder: a sentence-transformers folder (`modules.json`)
-    /// serves embeddings; otherwise `config.json` `architectures` decides
-    /// (`*ForConditionalGeneration` or an encoder-decoder config: seq2seq,
-    /// `*ForSequenceClassification`, `*ForTokenClassification`, `*ForMaskedLM`,
-    /// `*ForCausalLM` / `*LMHeadModel`: causal LM, a bare encoder: embeddings). GGUF files are
-    /// causal LMs ([`Backend::load`]).
-    pub fn detect(dir: &Path) -> Result<Self, String> {
-        if dir.join("modules.json").is_file() {
-            return Ok(Self::Embedding);
-        }
-        #[derive(serde::Deserialize)]
-        struct Arch {
-            #[serde(default)]
-            architectures: Vec<String>,
-            #[serde(default)]
-            model_type: Option<String>,
-            #[serde(default)]
-            is_encoder_decoder: Option<bool>,
-        }
-        let path = dir.join("config.json");
-        let cfg: Arch = lmrs_io::read_json(&path).map_err(|e| e.to_string())?;
-        let arch = cfg.architectures.first().map(String::as_str).unwrap_or("");
-        let kind = if arch.ends_with("ForConditionalGeneration")
-            || cfg.is_encoder_decoder == Some(true)
-            || matches!(cfg.model_type.as_deref(), Some("t5" | "mt5"))
-        {
-            Self::Seq2Seq
-        } else if arch.ends_with("ForSequenceClassification") {
-            Self::Classification
-        } else if arch.ends_with("ForTokenClassification") {
-            Self::TokenClassification
-        } else if arch.ends_with("ForMaskedLM") {
-            Self::FillMask
-        } else if arch.ends_with("ForCausalLM") || arch.ends_with("LMHeadModel") {
-            Self::CausalLm
-        } else if arch.ends_with("Model") {
-            Self::Embedding
-        } else {
-            return Err(format!(
-                "cannot tell which task {} serves (config.json architectures: {:?}); pass --task",
-                path.display(),
-                cfg.architectures
-            ));
-        };
-        Ok(kind)
+/// The routes `kind` answers, besides the common ones.
+pub fn kind_routes(kind: ModelKind) -> &'static [&'static str] {
+    match kind {
+        ModelKind::Seq2Seq => &["/v1/summarize", "/v1/translate", "/v1/text2text"],
+        ModelKind::Embedding => &["/v1/embeddings"],
+        ModelKind::Classification => &["/v1/classify"],
+        ModelKind::TokenClassification => &["/v1/ner"],
+        ModelKind::FillMask => &["/v1/fill-mask"],
+        ModelKind::CausalLm => &["/v1/completions", "/v1/chat/completions"],
     }
 }
 
@@ -148,7 +45,7 @@ pub struct LoadSpec {
     pub reference: String,
     /// Hub cache revision for hub ids.
     pub revision: Option<String>,
-    /// The kind to serve; default: [`ModelKind::detect`].
+    /// The kind to serve; default: what the model is for ([`lmrs_pipelines::inspect`]).
     pub kind: Option<ModelKind>,
     /// Longest input the pipeline takes before truncating (seq2seq; encoders keep their
     /// position table's limit).
@@ -334,8 +231,7 @@ impl ModelInfo {
     /// The model routes this server answers, besides the common ones: its kind's, less
     /// `/v1/chat/completions` for a causal LM without a chat template.
     pub fn routes(&self) -> Vec<&'static str> {
-        self.kind
-            .routes()
+        kind_routes(self.kind)
             .iter()
             .copied()
             .filter(|r| self.chat || *r != "/v1/chat/completions")
@@ -378,7 +274,14 @@ impl Backend {
         };
         let kind = match spec.kind {
             Some(k) => k,
-            None => ModelKind::detect(&dir).map_err(ServerError::Config)?,
+            None => lmrs_pipelines::inspect(&dir.to_string_lossy(), None)
+                .map_err(|e| {
+                    ServerError::Config(format!(
+                        "cannot tell which task {} serves: {e}; pass --task",
+                        dir.display()
+                    ))
+                })?
+                .kind(),
         };
         let reference = dir.to_string_lossy().into_owned();
         let tokenizer = || TextTokenizer::load(&dir).map_err(load_err);
@@ -447,7 +350,11 @@ impl Backend {
             Backend::Embedding(p) => p.max_seq_length(),
             Backend::Classification(p, _) => p.max_seq_length(),
             Backend::TokenClassification(..) | Backend::FillMask(..) => {
-                encoder_limit(self.model_dir())
+                // The card's limit: positions (less RoBERTa's offset) and the tokenizer's.
+                lmrs_pipelines::inspect(&self.model_dir().to_string_lossy(), None)
+                    .ok()
+                    .and_then(|c| c.context_length)
+                    .unwrap_or(512)
             }
             Backend::CausalLm(p) => p.model().max_positions(),
         }
@@ -677,62 +584,9 @@ fn split<T>(items: Vec<T>, sizes: &[usize]) -> Vec<Vec<T>> {
         .collect()
 }
 
-/// An encoder's input limit from its folder: the smaller of `max_position_embeddings` (less
-/// RoBERTa's offset) and the tokenizer's `model_max_length`; 512 when neither is known.
-fn encoder_limit(dir: &Path) -> usize {
-    #[derive(serde::Deserialize)]
-    struct Cfg {
-        #[serde(default)]
-        max_position_embeddings: Option<usize>,
-        #[serde(default)]
-        model_type: Option<String>,
-        #[serde(default)]
-        pad_token_id: Option<usize>,
-    }
-    #[derive(serde::Deserialize)]
-    struct TokCfg {
-        #[serde(default)]
-        model_max_length: Option<f64>,
-    }
-    let positions = lmrs_io::read_json::<Cfg>(&dir.join("config.json"))
-        .ok()
-        .and_then(|c| {
-            let n = c.max_position_embeddings?;
-            Some(match c.model_type.as_deref() {
-                Some("roberta" | "xlm-roberta") => {
-                    n.saturating_sub(c.pad_token_id.unwrap_or(1) + 1)
-                }
-                _ => n,
-            })
-        });
-    let tokenizer = lmrs_io::read_json::<TokCfg>(&dir.join("tokenizer_config.json"))
-        .ok()
-        .and_then(|c| c.model_max_length)
-        .filter(|l| (2.0..1e9).contains(l))
-        .map(|l| l as usize);
-    match (positions, tokenizer) {
-        (Some(p), Some(t)) => p.min(t),
-        (Some(n), None) | (None, Some(n)) => n,
-        (None, None) => 512,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kind_names_round_trip() {
-        for k in ModelKind::ALL {
-            assert_eq!(ModelKind::from_name(k.name()), Some(k));
-        }
-        assert_eq!(
-            ModelKind::from_name("ner"),
-            Some(ModelKind::TokenClassification)
-        );
-        assert_eq!(ModelKind::from_name("chat"), Some(ModelKind::CausalLm));
-        assert_eq!(ModelKind::from_name("robot"), None);
-    }
 
     #[test]
     fn split_keeps_order() {

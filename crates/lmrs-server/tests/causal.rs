@@ -196,7 +196,9 @@ async fn gguf_files_serve_chat() {
     .unwrap();
     assert!(err.to_string().contains("GGUF"), "{err}");
     assert_eq!(
-        ModelKind::detect(&fixture(LLAMA)).unwrap(),
+        lmrs_pipelines::inspect(&fixture(LLAMA).to_string_lossy(), None)
+            .unwrap()
+            .kind(),
         ModelKind::CausalLm
     );
 

@@ -98,8 +98,9 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     {
         bail!(
             "{reference} is not a decoder-only (causal) language model: perplexity is defined \
-             for causal LMs (GGUF files, or model_type llama, qwen2, mistral, gpt2, \
-             gemma3_text), not for encoder-decoder models such as T5 or encoders such as BERT"
+             for causal LMs (GGUF files, or model_type {}), not for encoder-decoder models \
+             such as T5 or encoders such as BERT",
+            lmrs_pipelines::catalogue::model_types(lmrs_pipelines::Role::Causal)
         );
     }
     let t0 = Instant::now();
