@@ -278,6 +278,12 @@ impl<R: Read + Seek> Reader<'_, R> {
             let d = self.len(&what)?;
             dims.push(usize::try_from(d).map_err(|_| format!("{what}: dimension {d} too large"))?);
         }
+        // A tensor with no elements holds nothing a model could use, and the backend would
+        // view its empty buffer (dangling, 1-aligned) as a slice of f32: undefined behaviour.
+        // Found by the gguf fuzz target; llama.cpp's loader refuses such tensors too.
+        if dims.contains(&0) {
+            return Err(format!("{what} has a dimension of size 0"));
+        }
         // GGUF stores the fastest-varying dimension first; PyTorch order is the reverse.
         dims.reverse();
         let ty = self.u32(&what)?;

@@ -56,6 +56,19 @@ fn gguf_tensor_whose_byte_size_overflows_is_an_error() {
 }
 
 #[test]
+fn gguf_tensor_with_a_zero_dimension_is_an_error() {
+    // Zero elements: the backend viewed the empty (1-aligned) buffer as f32s, which debug
+    // builds abort on as undefined behaviour. Found by the gguf fuzz target.
+    let bytes = gguf_with_tensor(&[4, 0], 0, 32);
+    match open(&bytes) {
+        Err(IoError::Gguf { message, .. }) => {
+            assert!(message.contains("dimension of size 0"), "{message}")
+        }
+        other => panic!("expected a GGUF error, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_small_gguf_tensor_still_opens() {
     let bytes = gguf_with_tensor(&[4, 2], 0, 32);
     let file = open(&bytes).unwrap();
