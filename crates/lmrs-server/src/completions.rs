@@ -20,7 +20,7 @@ use crate::openai::{
     ChatCompletionResponse, ChatDelta, CompletionChoice, CompletionRequest, CompletionResponse,
     FinishReason, Input, SamplingParams, Usage,
 };
-use crate::routes::{
+use crate::state::{
     check_model, enqueue, make_job, submit, unexpected, unix_now, unsupported, AppState, JsonBody,
     Shared, MAX_INPUTS,
 };

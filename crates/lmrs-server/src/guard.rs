@@ -14,11 +14,7 @@
 //!   API key the key is the guard, and every `Host` is accepted.
 
 use crate::error::ApiError;
-use crate::routes::AppState;
-use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
 
 /// Refuse an API key that would not do what its user meant: an empty key (it would turn auth
@@ -78,30 +74,6 @@ fn strip_port(host: &str) -> &str {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     }
-}
-
-/// Middleware: without an API key, refuse requests whose `Host` is not this machine.
-pub(crate) async fn check_host(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if s.config.api_key.is_none() {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host());
-        match host {
-            Some(h) if host_allowed(h, &s.config.allowed_hosts) => {}
-            Some(h) => {
-                return ApiError::forbidden(format!(
-                    "Host '{h}' is not this machine; a server without an API key answers only \
-                     localhost, IP addresses and --allowed-hosts (this guards against DNS \
-                     rebinding from web pages)"
-                ))
-                .into_response()
-            }
-            None => return ApiError::bad_request("the request has no Host header").into_response(),
-        }
-    }
-    next.run(req).await
 }
 
 /// Require a JSON content type on a JSON body: 415 for anything else (form, multipart,

@@ -42,12 +42,15 @@ mod backend;
 mod blocking;
 mod completions;
 pub mod conn;
+mod embeddings;
 mod error;
 pub mod guard;
 mod metrics;
 pub mod openai;
 pub mod openapi;
 mod routes;
+mod service;
+mod state;
 pub mod stop;
 mod task_routes;
 pub mod tasks;
@@ -57,7 +60,7 @@ pub use backend::{Backend, LoadSpec, ModelInfo, ModelKind, Output, Work};
 pub use error::{ApiError, ServerError};
 pub use metrics::{BatchStats, Metrics};
 
-use routes::Shared;
+use state::Shared;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -227,7 +230,7 @@ impl Server {
                 queue,
                 metrics,
                 draining: AtomicBool::new(false),
-                created: routes::unix_now(),
+                created: state::unix_now(),
                 cpu: blocking::CpuSlots::new(),
             }),
             workers,

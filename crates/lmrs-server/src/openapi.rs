@@ -3,7 +3,7 @@
 
 use crate::backend::ModelInfo;
 use crate::openai::{MAX_CHOICES, MAX_STOP_SEQUENCES};
-use crate::routes::{MAX_BEAMS, MAX_FILL_MASK_TOP_K, MAX_INPUTS};
+use crate::state::{MAX_BEAMS, MAX_FILL_MASK_TOP_K, MAX_INPUTS};
 use crate::ServerConfig;
 use serde_json::{json, Value};
 

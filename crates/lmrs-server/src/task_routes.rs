@@ -5,7 +5,7 @@
 use crate::backend::{Backend, Output, Work};
 use crate::error::ApiError;
 use crate::openai::Usage;
-use crate::routes::{
+use crate::state::{
     check_model, check_texts, enqueue, make_job, submit, unexpected, unix_now, unsupported,
     AppState, JsonBody, Shared, MAX_BEAMS, MAX_FILL_MASK_TOP_K,
 };
