@@ -15,7 +15,9 @@
 #
 # cargo fuzz needs nightly-only compiler flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain
 # accept them, so no nightly install is needed. LMRS_FUZZ_SANITIZER=none builds without
-# AddressSanitizer (faster build and runs, but no per-allocation limit).
+# AddressSanitizer (faster build and runs, but no per-allocation limit). LMRS_FUZZ_SEED=N fixes
+# libFuzzer's random seed (CI uses 1, so a run that fails can be rerun the same way; the default
+# 0 draws a new seed each run, which explores more over many runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-300}"
@@ -24,6 +26,7 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 sanitizer="${LMRS_FUZZ_SANITIZER:-address}"
 malloc_mb="${LMRS_FUZZ_MALLOC_MB:-1024}"
+seed="${LMRS_FUZZ_SEED:-0}"
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "== cargo install cargo-fuzz --locked"
@@ -73,7 +76,7 @@ for t in "${targets[@]}"; do
   set +e
   "$bin/$t" "fuzz/corpus/$t" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb="$malloc_mb" \
-    -max_len="$(max_len "$t")" -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 \
+    -max_len="$(max_len "$t")" -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 -seed="$seed" \
     >"$log" 2>&1
   rc=$?
   set -e
