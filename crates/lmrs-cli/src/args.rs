@@ -1,4 +1,6 @@
-//! Command-line flags.
+//! The top-level command line (`Cli`, `Command`) and the flag groups several commands share
+//! (`TaskArgs`, `InputArgs`, `IoArgs`, `GenerationArgs`); each command's own flags live in its
+//! module beside its `run`.
 
 use clap::{Args, Parser, Subcommand};
 use lmrs_generate::{EarlyStopping, GenerationConfig};
@@ -38,16 +40,16 @@ pub enum Command {
     /// Continue a prompt with a decoder-only model (raw completion, no chat template).
     ///
     /// Example: lmrs generate --max-new-tokens 40 "The capital of France is"
-    Generate(GenerateArgs),
+    Generate(crate::causal::GenerateArgs),
     /// Chat with an instruction-tuned model through its chat template, keeping the
     /// conversation's history. Interactive on a terminal; `--message` for scripts.
     ///
     /// Example: lmrs chat --system "You are terse." --message "What is Rust?"
-    Chat(ChatArgs),
+    Chat(crate::causal::ChatArgs),
     /// Translate text (T5: `translate English to German: ` and its task settings).
     ///
     /// Example: lmrs translate --model t5-small --source English --target German "Hello."
-    Translate(TranslateArgs),
+    Translate(crate::run::TranslateArgs),
     /// Plain `model.generate()`: you write any prefix; only generation_config.json and flags
     /// apply.
     ///
@@ -55,7 +57,7 @@ pub enum Command {
     Text2text(TaskArgs),
     /// Measure load time, encoder time, decode tokens/s (batch 1 and 8, greedy and 4 beams)
     /// and peak memory on a fixed-length workload.
-    Bench(BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// Sentence embeddings with an encoder (BERT, MiniLM; sentence-transformers folders use
     /// their own pooling, normalization and max_seq_length).
     ///
@@ -116,73 +118,6 @@ pub struct TaskArgs {
     pub texts: Vec<String>,
     #[command(flatten)]
     pub io: IoArgs,
-    #[command(flatten)]
-    pub generation: GenerationArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct TranslateArgs {
-    /// Source language, by name or code (English, en).
-    #[arg(long, default_value = "English")]
-    pub source: String,
-    /// Target language, by name or code (German, de; French, fr; Romanian, ro).
-    #[arg(long)]
-    pub target: String,
-    #[command(flatten)]
-    pub task: TaskArgs,
-}
-
-/// `lmrs generate` flags.
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// A GGUF file, a folder, or a hub id in the Hugging Face cache (default:
-    /// SmolLM2-135M-Instruct from lmrs's model cache).
-    #[arg(short, long)]
-    pub model: Option<String>,
-    /// Hub cache revision when MODEL is a hub id.
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// Prompts, each continued separately. Without prompts and --input, stdin is read.
-    #[arg(value_name = "PROMPT")]
-    pub prompts: Vec<String>,
-    #[command(flatten)]
-    pub source: InputArgs,
-    /// Print one JSON object per prompt (text, ids, finish reason, token counts, timing).
-    #[arg(long)]
-    pub json: bool,
-    /// Prompts run together in one batch (left-padded).
-    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
-    pub batch_size: usize,
-    /// Keep the last tokens of a prompt that does not fit the context window instead of
-    /// failing.
-    #[arg(long)]
-    pub truncate: bool,
-    #[command(flatten)]
-    pub generation: GenerationArgs,
-}
-
-/// `lmrs chat` flags.
-#[derive(Debug, Args)]
-pub struct ChatArgs {
-    /// A GGUF file, a folder, or a hub id with a chat template (default:
-    /// SmolLM2-135M-Instruct from lmrs's model cache).
-    #[arg(short, long)]
-    pub model: Option<String>,
-    /// Hub cache revision when MODEL is a hub id.
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// System prompt placed before the conversation.
-    #[arg(long)]
-    pub system: Option<String>,
-    /// Answer these user messages in order (non-interactive); the last answer is printed.
-    #[arg(long)]
-    pub message: Vec<String>,
-    /// Print each answer as a JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// Drop the oldest tokens when the conversation outgrows the context window.
-    #[arg(long)]
-    pub truncate: bool,
     #[command(flatten)]
     pub generation: GenerationArgs,
 }
@@ -372,53 +307,4 @@ fn parse_bad_words(s: &str) -> Result<BadWordsIds, String> {
         return Err("expected token ids, e.g. \"5 7;12\"".into());
     }
     Ok(BadWordsIds(ids))
-}
-
-/// `lmrs bench` flags.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Model: a GGUF file (decoder-only: prefill and decode tokens/s), a folder or a hub id
-    /// in the Hugging Face cache (an encoder such as all-MiniLM-L6-v2: embeddings/s, as
-    /// `lmrs embed --bench`).
-    #[arg(short, long)]
-    pub model: String,
-    /// Input length in tokens [default: 200; encoders: 128]; at most the model's context.
-    #[arg(long, value_parser = at_least_one)]
-    pub input_tokens: Option<usize>,
-    /// Generated tokens per sequence (forced: min = max; default 50 for encoder-decoders,
-    /// 128 for decoder-only models).
-    #[arg(long)]
-    pub new_tokens: Option<usize>,
-    /// Batch sizes to measure, comma separated [default: 1,8; encoders: 1,32].
-    #[arg(long, value_delimiter = ',', value_parser = at_least_one)]
-    pub batch: Vec<usize>,
-    /// Beam counts to measure, comma separated (1: greedy).
-    #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = at_least_one)]
-    pub beams: Vec<usize>,
-    /// Timed repetitions per case (the median is reported) after one warm-up.
-    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
-    pub repeat: usize,
-    /// JSON file `{"input_ids": [[...], ...]}` with the input rows to use (e.g. the ones a
-    /// Python baseline used); default: deterministic pseudo-random ids.
-    #[arg(long)]
-    pub inputs: Option<PathBuf>,
-    /// Print the results as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl BenchArgs {
-    /// `--input-tokens`, or `default` when not given.
-    pub fn input_tokens_or(&self, default: usize) -> usize {
-        self.input_tokens.unwrap_or(default)
-    }
-
-    /// `--batch`, or `default` when not given.
-    pub fn batches_or(&self, default: &[usize]) -> Vec<usize> {
-        if self.batch.is_empty() {
-            default.to_vec()
-        } else {
-            self.batch.clone()
-        }
-    }
 }

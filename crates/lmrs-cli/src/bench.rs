@@ -2,12 +2,63 @@
 //! `--new-tokens` tokens) timed end to end, so numbers compare across engines. Decoder-only
 //! models go to [`crate::bench_causal`], encoders to [`crate::embed_bench`].
 
-use crate::args::BenchArgs;
+use crate::args::at_least_one;
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use lmrs_core::{Seq2SeqLm, Tensor};
 use lmrs_generate::GenerationConfig;
 use lmrs_pipelines::{LoadOptions, Seq2SeqPipeline};
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// `lmrs bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model: a GGUF file (decoder-only: prefill and decode tokens/s), a folder or a hub id
+    /// in the Hugging Face cache (an encoder such as all-MiniLM-L6-v2: embeddings/s, as
+    /// `lmrs embed --bench`).
+    #[arg(short, long)]
+    pub model: String,
+    /// Input length in tokens [default: 200; encoders: 128]; at most the model's context.
+    #[arg(long, value_parser = at_least_one)]
+    pub input_tokens: Option<usize>,
+    /// Generated tokens per sequence (forced: min = max; default 50 for encoder-decoders,
+    /// 128 for decoder-only models).
+    #[arg(long)]
+    pub new_tokens: Option<usize>,
+    /// Batch sizes to measure, comma separated [default: 1,8; encoders: 1,32].
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one)]
+    pub batch: Vec<usize>,
+    /// Beam counts to measure, comma separated (1: greedy).
+    #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = at_least_one)]
+    pub beams: Vec<usize>,
+    /// Timed repetitions per case (the median is reported) after one warm-up.
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
+    pub repeat: usize,
+    /// JSON file `{"input_ids": [[...], ...]}` with the input rows to use (e.g. the ones a
+    /// Python baseline used); default: deterministic pseudo-random ids.
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// `--input-tokens`, or `default` when not given.
+    pub fn input_tokens_or(&self, default: usize) -> usize {
+        self.input_tokens.unwrap_or(default)
+    }
+
+    /// `--batch`, or `default` when not given.
+    pub fn batches_or(&self, default: &[usize]) -> Vec<usize> {
+        if self.batch.is_empty() {
+            default.to_vec()
+        } else {
+            self.batch.clone()
+        }
+    }
+}
 
 #[derive(serde::Serialize)]
 struct Case {

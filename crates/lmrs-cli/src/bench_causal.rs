@@ -3,7 +3,7 @@
 //! EOS suppressed), per batch size, and peak memory. The prompt is a fixed English text
 //! tokenized and cut to length, so every engine can be given the same one.
 
-use crate::args::BenchArgs;
+use crate::bench::BenchArgs;
 use crate::bench::{median, peak_rss_mb, threads};
 use anyhow::{bail, Result};
 use lmrs_core::{CausalLm, LogitsFor, Tensor};

@@ -1,13 +1,69 @@
 //! `generate`, `chat`, and `summarize` with a decoder-only model: read prompts, run the
 //! text-generation pipeline, stream or print the results.
 
-use crate::args::{ChatArgs, GenerateArgs, TaskArgs};
+use crate::args::{at_least_one, GenerationArgs, InputArgs, TaskArgs};
 use crate::input::documents;
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use lmrs_pipelines::{
     ChatMessage, CompletionOutput, LoadOptions, RunOptions, TextGenerationPipeline,
 };
 use std::io::{BufRead, IsTerminal, Write};
+
+/// `lmrs generate` flags.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A GGUF file, a folder, or a hub id in the Hugging Face cache (default:
+    /// SmolLM2-135M-Instruct from lmrs's model cache).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Hub cache revision when MODEL is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Prompts, each continued separately. Without prompts and --input, stdin is read.
+    #[arg(value_name = "PROMPT")]
+    pub prompts: Vec<String>,
+    #[command(flatten)]
+    pub source: InputArgs,
+    /// Print one JSON object per prompt (text, ids, finish reason, token counts, timing).
+    #[arg(long)]
+    pub json: bool,
+    /// Prompts run together in one batch (left-padded).
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
+    pub batch_size: usize,
+    /// Keep the last tokens of a prompt that does not fit the context window instead of
+    /// failing.
+    #[arg(long)]
+    pub truncate: bool,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+/// `lmrs chat` flags.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// A GGUF file, a folder, or a hub id with a chat template (default:
+    /// SmolLM2-135M-Instruct from lmrs's model cache).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Hub cache revision when MODEL is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// System prompt placed before the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Answer these user messages in order (non-interactive); the last answer is printed.
+    #[arg(long)]
+    pub message: Vec<String>,
+    /// Print each answer as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Drop the oldest tokens when the conversation outgrows the context window.
+    #[arg(long)]
+    pub truncate: bool,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
 
 /// The model to load: `--model`, else the default model (fetched by scripts/fetch-models.sh).
 pub fn model_reference(model: &Option<String>) -> Result<String> {

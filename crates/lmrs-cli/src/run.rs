@@ -1,11 +1,25 @@
 //! `summarize`, `translate` and `text2text`: read inputs, run the pipeline, print results.
 
-use crate::args::{TaskArgs, TranslateArgs};
+use crate::args::TaskArgs;
 use crate::input::documents;
 use anyhow::Result;
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lmrs_pipelines::{LoadOptions, RunOptions, Seq2SeqOutput, Seq2SeqPipeline, Task};
 use std::io::{IsTerminal, Write};
+
+/// `lmrs translate` flags.
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// Source language, by name or code (English, en).
+    #[arg(long, default_value = "English")]
+    pub source: String,
+    /// Target language, by name or code (German, de; French, fr; Romanian, ro).
+    #[arg(long)]
+    pub target: String,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
 
 /// Decoder-only models (GGUF files, causal-LM folders, or the default model when no --model
 /// is given) summarize through their chat template; encoder-decoders through their task
