@@ -269,8 +269,9 @@ pub(crate) async fn completions(
                 s.check_bytes(&format!("prompt {i}"), t, "prompt")?;
             }
             let backend = s.backend.clone();
+            let bytes = texts.iter().map(String::len).sum();
             s.cpu
-                .run(move || {
+                .run(bytes, move || {
                     let Backend::CausalLm(p) = &*backend else {
                         return Err(unexpected());
                     };
@@ -367,7 +368,7 @@ pub(crate) async fn chat_completions(
     let backend = s.backend.clone();
     let ids = s
         .cpu
-        .run(move || {
+        .run(bytes, move || {
             let Backend::CausalLm(p) = &*backend else {
                 return Err(unexpected());
             };

@@ -189,8 +189,9 @@ pub(crate) async fn check_texts(
     }
     let limit = s.input_limit();
     let (backend, prefix) = (s.backend.clone(), prefix.to_string());
+    let bytes = texts.iter().map(String::len).sum();
     s.cpu
-        .run(move || {
+        .run(bytes, move || {
             let mut total = 0;
             for (i, t) in texts.iter().enumerate() {
                 let n = backend.count_tokens(t, &prefix)?;
