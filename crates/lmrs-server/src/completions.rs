@@ -266,7 +266,7 @@ pub(crate) async fn completions(
     let prompts = match std::mem::replace(&mut req.prompt, Input::Tokens(Vec::new())) {
         Input::Texts(texts) => {
             for (i, t) in texts.iter().enumerate() {
-                s.check_bytes(&format!("prompt {i}"), t, "prompt")?;
+                s.check_bytes(&format!("prompt {i}"), t.len(), "prompt")?;
             }
             let backend = s.backend.clone();
             let bytes = texts.iter().map(String::len).sum();
@@ -353,16 +353,7 @@ pub(crate) async fn chat_completions(
         .iter()
         .map(|m| m.content.len() + m.role.len())
         .sum();
-    if bytes > s.input_byte_limit() {
-        return Err(ApiError::bad_request(format!(
-            "the messages are {bytes} bytes long; this server takes at most {} bytes \
-             (--max-input-bytes), far more than its {}-token limit holds",
-            s.input_byte_limit(),
-            s.input_limit()
-        ))
-        .with_param("messages")
-        .with_code("context_length_exceeded"));
-    }
+    s.check_bytes("the conversation", bytes, "messages")?;
     // Rendering runs a template that came with the model (bounded by its fuel) and tokenizes:
     // both off the async runtime.
     let backend = s.backend.clone();

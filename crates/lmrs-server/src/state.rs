@@ -61,14 +61,14 @@ impl Shared {
         })
     }
 
-    /// Refuse a text longer than [`Shared::input_byte_limit`] (`what` names it: "input 2").
-    pub(crate) fn check_bytes(&self, what: &str, text: &str, param: &str) -> Result<(), ApiError> {
+    /// Refuse `len` bytes of text over [`Shared::input_byte_limit`] (`what` names it: "input 2").
+    pub(crate) fn check_bytes(&self, what: &str, len: usize, param: &str) -> Result<(), ApiError> {
         let limit = self.input_byte_limit();
-        if text.len() > limit {
+        if len > limit {
             return Err(ApiError::bad_request(format!(
                 "{what} is {} bytes long; this server takes at most {limit} bytes per input \
                  (--max-input-bytes), far more than its {}-token limit holds",
-                text.len(),
+                len,
                 self.input_limit()
             ))
             .with_param(param)
@@ -185,7 +185,7 @@ pub(crate) async fn check_texts(
         if t.trim().is_empty() {
             return Err(ApiError::bad_request(format!("input {i} is empty")).with_param("input"));
         }
-        s.check_bytes(&format!("input {i}"), t, "input")?;
+        s.check_bytes(&format!("input {i}"), t.len(), "input")?;
     }
     let limit = s.input_limit();
     let (backend, prefix) = (s.backend.clone(), prefix.to_string());
