@@ -116,7 +116,7 @@ pub struct T5ForConditionalGeneration {
 
 impl T5ForConditionalGeneration {
     /// Build from a checkpoint. Weights are checked against the config's shapes, the sizes
-    /// that shape allocations first ([`check_sizes`]).
+    /// that shape allocations first.
     pub fn load(w: &Weights, cfg: T5Config) -> LoadResult<Self> {
         let kind = cfg
             .feed_forward()
