@@ -12,6 +12,7 @@
 
 use crate::gguf::GgufFile;
 use crate::gguf_arch::{GgufNameMap, GgufTransform};
+use crate::params::ParamStore;
 use crate::{IoError, Result};
 use lmrs_core::candle::quantized::{GgmlDType, QStorage, QTensor};
 use lmrs_core::{DType, Device, Tensor};
@@ -90,6 +91,8 @@ pub struct Weights {
     prefix: String,
     device: Device,
     dtype: DType,
+    /// Set for training: every tensor loaded becomes a variable recorded here.
+    params: Option<Arc<ParamStore>>,
 }
 
 impl Weights {
@@ -108,6 +111,7 @@ impl Weights {
             prefix: String::new(),
             device: device.clone(),
             dtype,
+            params: None,
         })
     }
 
@@ -124,7 +128,20 @@ impl Weights {
             prefix: String::new(),
             device: device.clone(),
             dtype,
+            params: None,
         }
+    }
+
+    /// The same checkpoint for training: every tensor a model loads from it (GGUF blocks
+    /// dequantized) becomes an autograd variable recorded in `params` under its full key.
+    pub fn trainable(mut self, params: Arc<ParamStore>) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// `true` when loaded tensors become trainable variables.
+    pub fn is_trainable(&self) -> bool {
+        self.params.is_some()
     }
 
     /// `true` when the tensors come from a GGUF file.
@@ -184,6 +201,15 @@ impl Weights {
 
     /// Load `name` (under the prefix), checking it has `shape`, converted to the compute dtype.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if let Some(params) = &self.params {
+            let key = self.key(name);
+            return params.get_or_insert(&key, || self.load(name, shape));
+        }
+        self.load(name, shape)
+    }
+
+    /// [`Self::get`] without the trainable store.
+    fn load(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let key = self.key(name);
         let shards = match &*self.store {
             Store::Safetensors(shards) => shards,
@@ -228,6 +254,10 @@ impl Weights {
     /// Load `name` as a projection weight `(out, in)`: quantized GGUF blocks stay quantized
     /// (they are executed as they are); everything else is dense in the compute dtype.
     pub fn get_matrix(&self, name: &str, shape: &[usize]) -> Result<MatrixWeight> {
+        if self.params.is_some() {
+            // Training updates every value: dense, in the compute dtype.
+            return Ok(MatrixWeight::Dense(self.get(name, shape)?));
+        }
         if let Store::Gguf { .. } = &*self.store {
             let key = self.key(name);
             let q = self.gguf_tensor(&key, shape)?;

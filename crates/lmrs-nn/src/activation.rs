@@ -43,6 +43,8 @@ impl Activation {
         match self {
             Self::Relu => x.relu(),
             Self::GeluTanh => x.gelu(),
+            // The kernel has no backward pass; the backend's erf form does.
+            Self::GeluErf if x.track_op() => x.gelu_erf(),
             Self::GeluErf => crate::kernels::gelu::gelu_erf(x),
             Self::Silu => x.silu(),
         }

@@ -21,6 +21,30 @@ pub fn attend(
     bias: Option<&Tensor>,
     scale: Option<f64>,
 ) -> Result<Tensor> {
+    attend_with_dropout(q, k, v, bias, scale, 0.0)
+}
+
+/// Attention probabilities: the fused softmax, or differentiable ops (with dropout in
+/// training mode, `dropout` the model's attention dropout) when the scores take part in
+/// autograd.
+fn probs(scores: &Tensor, dropout: f64) -> Result<Tensor> {
+    if scores.track_op() {
+        crate::mode::dropout(&crate::mode::softmax_last_dim(scores)?, dropout)
+    } else {
+        candle_nn::ops::softmax_last_dim(scores)
+    }
+}
+
+/// [`attend`] with dropout `p` on the attention probabilities in training mode (T5's and
+/// BERT's `attn_weights = dropout(softmax(scores))`).
+pub fn attend_with_dropout(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: Option<f64>,
+    p: f64,
+) -> Result<Tensor> {
     let mut scores = q.matmul(&k.t()?)?;
     if let Some(s) = scale {
         scores = (scores * s)?;
@@ -28,8 +52,7 @@ pub fn attend(
     if let Some(b) = bias {
         scores = scores.broadcast_add(b)?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    probs.matmul(v)
+    probs(&scores, p)?.matmul(v)
 }
 
 /// Attention with grouped key/value heads (GQA/MQA; plain multi-head when `h == kv_heads`):
@@ -51,8 +74,11 @@ pub fn attend_grouped(
     let (b, h, tq, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let tk = k.dim(2)?;
-    if let Some(y) = attend_cached_fast(q, k, v, bias, scale, softcap)? {
-        return Ok(y);
+    let tracked = crate::mode::tracks_grad(&[q, k, v]);
+    if !tracked {
+        if let Some(y) = attend_cached_fast(q, k, v, bias, scale, softcap)? {
+            return Ok(y);
+        }
     }
     if kv_heads == 0 || h % kv_heads != 0 {
         lmrs_core::candle::bail!("{h} query heads do not group over {kv_heads} key/value heads");
@@ -70,8 +96,7 @@ pub fn attend_grouped(
             .broadcast_add(&bias.reshape((b, 1, 1, tq, tk))?)?
             .reshape((b, kv_heads, rep * tq, tk))?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    probs.matmul(v)?.reshape((b, h, tq, d))
+    probs(&scores, 0.0)?.matmul(v)?.reshape((b, h, tq, d))
 }
 
 /// Decoding fast path of [`attend_grouped`]: a few queries against keys/values that are row-

@@ -13,6 +13,7 @@ pub mod kernels;
 mod kv_cache;
 mod linear;
 pub mod memory;
+pub mod mode;
 mod norm;
 mod pooling;
 mod position;
@@ -20,7 +21,8 @@ mod rope;
 
 pub use activation::Activation;
 pub use attention::{
-    attend, attend_grouped, causal_mask_bias, merge_heads, padding_mask_bias, split_heads, MASKED,
+    attend, attend_grouped, attend_with_dropout, causal_mask_bias, merge_heads, padding_mask_bias,
+    split_heads, MASKED,
 };
 pub use causal_cache::{CacheShape, CausalCache};
 pub use embedding::Embedding;

@@ -203,6 +203,9 @@ impl Module for Linear {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,
             }
+        } else if crate::mode::tracks_grad(&[&x2d, &self.weight]) {
+            // Training: lmrs's kernels have no backward pass.
+            self.forward_gemm(&x2d)?
         } else {
             match self.forward_small(&x2d)? {
                 Some(y) => y,

@@ -32,6 +32,10 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
+        if crate::mode::tracks_grad(&[x, &self.weight]) {
+            // The fused kernel has no backward pass.
+            return candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps);
+        }
         // The fused kernel needs a contiguous input; it computes in f32.
         candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
     }
@@ -91,6 +95,10 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
+        if crate::mode::tracks_grad(&[x, &self.weight, &self.bias]) {
+            // The fused kernel has no backward pass.
+            return candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps);
+        }
         // The fused kernel needs a contiguous input; it computes in f32.
         candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
     }

@@ -4,7 +4,9 @@
 use crate::Result as LoadResult;
 use lmrs_core::{Module, Result, Tensor};
 use lmrs_io::Weights;
-use lmrs_nn::{attend, merge_heads, relative_position_bucket, split_heads, Embedding, Linear};
+use lmrs_nn::{
+    attend_with_dropout, merge_heads, relative_position_bucket, split_heads, Embedding, Linear,
+};
 
 /// Bucketing parameters of a relative position bias.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +25,8 @@ pub struct T5Attention {
     heads: usize,
     relative_attention_bias: Option<Embedding>,
     buckets: BucketSpec,
+    /// Dropout on the attention probabilities (training only).
+    dropout: f64,
 }
 
 impl T5Attention {
@@ -33,6 +37,7 @@ impl T5Attention {
         d_kv: usize,
         has_bias: bool,
         buckets: BucketSpec,
+        dropout: f64,
     ) -> LoadResult<Self> {
         let inner = heads * d_kv;
         Ok(Self {
@@ -51,6 +56,7 @@ impl T5Attention {
                 None
             },
             buckets,
+            dropout,
         })
     }
 
@@ -102,7 +108,7 @@ impl T5Attention {
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
         // T5 folds the 1/sqrt(d) scaling into its initialisation: no scaling here.
-        let ctx = attend(q, k, v, bias, None)?;
+        let ctx = attend_with_dropout(q, k, v, bias, None, self.dropout)?;
         Ok(self.o.forward(&merge_heads(&ctx)?)?)
     }
 

@@ -56,6 +56,9 @@ pub struct T5Config {
     /// Per-task generation settings and prefixes (`summarization`, `translation_en_to_de`...).
     #[serde(default)]
     pub task_specific_params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Dropout probability of every dropout layer, active in training only (default 0.1).
+    #[serde(default = "d_dropout")]
+    pub dropout_rate: f64,
     /// Input length the model was trained with, when the config states it.
     #[serde(default)]
     pub n_positions: Option<usize>,
@@ -90,6 +93,9 @@ fn d_max_distance() -> usize {
 }
 fn d_eps() -> f64 {
     1e-6
+}
+fn d_dropout() -> f64 {
+    0.1
 }
 fn d_ff_proj() -> String {
     "relu".into()
@@ -138,6 +144,12 @@ impl T5Config {
         }
         crate::error::check_token_ids(path, "eos_token_id", &self.eos_token_id)?;
         crate::sizes::positive_f64(path, "layer_norm_epsilon", self.layer_norm_epsilon)?;
+        if !(0.0..1.0).contains(&self.dropout_rate) {
+            return Err(err(format!(
+                "'dropout_rate' = {} is not in [0, 1)",
+                self.dropout_rate
+            )));
+        }
         self.feed_forward().map_err(err)?;
         Ok(())
     }

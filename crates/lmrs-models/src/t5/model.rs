@@ -6,6 +6,7 @@ use super::config::{FeedForwardKind, T5Config};
 use crate::Result as LoadResult;
 use lmrs_core::{DType, DecoderCache, Error, Module, Result, Seq2SeqLm, SpecialTokens, Tensor};
 use lmrs_io::Weights;
+use lmrs_nn::mode::dropout;
 use lmrs_nn::{
     causal_mask_bias, padding_mask_bias, Activation, Embedding, KvCache, Linear, RmsNorm,
 };
@@ -48,9 +49,12 @@ impl FeedForward {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `p`: dropout after the activation (training only).
+    fn forward(&self, x: &Tensor, p: f64) -> Result<Tensor> {
         Ok(match self {
-            Self::Dense { wi, wo, act } => wo.forward(&act.apply(&wi.forward(x)?)?)?,
+            Self::Dense { wi, wo, act } => {
+                wo.forward(&dropout(&act.apply(&wi.forward(x)?)?, p)?)?
+            }
             Self::Gated {
                 wi_0,
                 wi_1,
@@ -58,7 +62,7 @@ impl FeedForward {
                 act,
             } => {
                 let h = (act.apply(&wi_0.forward(x)?)? * wi_1.forward(x)?)?;
-                wo.forward(&h)?
+                wo.forward(&dropout(&h, p)?)?
             }
         })
     }
@@ -69,6 +73,7 @@ impl FeedForward {
 struct LayerFf {
     ff: FeedForward,
     layer_norm: RmsNorm,
+    dropout: f64,
 }
 
 impl LayerFf {
@@ -76,11 +81,13 @@ impl LayerFf {
         Ok(Self {
             ff: FeedForward::load(&w.pp("DenseReluDense"), cfg, kind)?,
             layer_norm: RmsNorm::load(&w.pp("layer_norm"), cfg.d_model, cfg.layer_norm_epsilon)?,
+            dropout: cfg.dropout_rate,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok((x + self.ff.forward(&self.layer_norm.forward(x)?)?)?)
+        let p = self.dropout;
+        Ok((x + dropout(&self.ff.forward(&self.layer_norm.forward(x)?, p)?, p)?)?)
     }
 }
 
@@ -122,7 +129,7 @@ impl T5ForConditionalGeneration {
             .feed_forward()
             .map_err(|message| crate::ModelError::config(&cfg.source, message))?;
         check_sizes(w, &cfg, kind)?;
-        let (d, h, kv) = (cfg.d_model, cfg.num_heads, cfg.d_kv);
+        let (d, h, kv, p) = (cfg.d_model, cfg.num_heads, cfg.d_kv, cfg.dropout_rate);
         let spec = |bidirectional| BucketSpec {
             num_buckets: cfg.relative_attention_num_buckets,
             max_distance: cfg.relative_attention_max_distance,
@@ -133,7 +140,7 @@ impl T5ForConditionalGeneration {
         for i in 0..cfg.num_layers {
             let b = w.pp("encoder.block").pp(i).pp("layer");
             encoder.push(EncoderBlock {
-                attn: T5Attention::load(&b.pp("0.SelfAttention"), d, h, kv, i == 0, spec(true))?,
+                attn: T5Attention::load(&b.pp("0.SelfAttention"), d, h, kv, i == 0, spec(true), p)?,
                 attn_norm: RmsNorm::load(&b.pp("0.layer_norm"), d, cfg.layer_norm_epsilon)?,
                 ff: LayerFf::load(&b.pp(1), &cfg, kind)?,
             });
@@ -149,6 +156,7 @@ impl T5ForConditionalGeneration {
                     kv,
                     i == 0,
                     spec(false),
+                    p,
                 )?,
                 self_norm: RmsNorm::load(&b.pp("0.layer_norm"), d, cfg.layer_norm_epsilon)?,
                 cross_attn: T5Attention::load(
@@ -158,6 +166,7 @@ impl T5ForConditionalGeneration {
                     kv,
                     false,
                     spec(false),
+                    p,
                 )?,
                 cross_norm: RmsNorm::load(&b.pp("1.layer_norm"), d, cfg.layer_norm_epsilon)?,
                 ff: LayerFf::load(&b.pp(2), &cfg, kind)?,
@@ -234,6 +243,88 @@ impl T5ForConditionalGeneration {
             .reshape((rows, t, h * dk))?;
         block.cross_attn.attend_and_project_merged(&ctx)
     }
+
+    /// The decoder stack and output layer over `ids` `(rows, t)` that follow `offset` earlier
+    /// positions; `self_kv(i, k_new, v_new)` returns block `i`'s keys/values over every
+    /// position (a cache append when decoding, the new ones themselves when training).
+    /// Returns logits `(rows, t, vocab)`.
+    fn run_decoder(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        cross: &DecoderCross<'_>,
+        mut self_kv: impl FnMut(usize, Tensor, Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let t = ids.dim(1)?;
+        let p = self.cfg.dropout_rate;
+        let mut x = dropout(&self.shared.forward(ids)?, p)?;
+        let mut bias = self.decoder[0]
+            .self_attn
+            .compute_bias(t, offset + t, offset)?;
+        if t > 1 {
+            bias = bias.broadcast_add(&causal_mask_bias(t, offset + t, offset, x.device())?)?;
+        }
+        for (i, block) in self.decoder.iter().enumerate() {
+            let h = block.self_norm.forward(&x)?;
+            let q = block.self_attn.project_q(&h)?;
+            let (k_new, v_new) = block.self_attn.project_kv(&h)?;
+            let (k, v) = self_kv(i, k_new, v_new)?;
+            let y = block
+                .self_attn
+                .attend_and_project(&q, &k, &v, Some(&bias))?;
+            x = (x + dropout(&y, p)?)?;
+            let h = block.cross_norm.forward(&x)?;
+            let (ck, cv) = &cross.kv[i];
+            let y = self.cross_attention(block, &h, ck, cv, cross.bias, cross.group)?;
+            x = (x + dropout(&y, p)?)?;
+            x = block.ff.forward(&x)?;
+        }
+        let mut x = dropout(&self.decoder_norm.forward(&x)?, p)?;
+        if self.cfg.scale_decoder_outputs() {
+            x = (x * (self.cfg.d_model as f64).powf(-0.5))?;
+        }
+        Ok(self.lm_head.forward(&x)?)
+    }
+
+    /// Teacher-forced logits for training and evaluation: the encoder over `input_ids` /
+    /// `attention_mask` `(b, s)`, then the decoder over all of `decoder_input_ids` `(b, t)`
+    /// at once under a causal mask, as `T5ForConditionalGeneration.forward` with `labels`
+    /// does. No cache is written, so every op stays in the autograd graph; dropout applies
+    /// in [`lmrs_nn::mode::train_mode`]. Returns `(b, t, vocab)`.
+    pub fn forward_teacher_forced(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        decoder_input_ids: &Tensor,
+    ) -> Result<Tensor> {
+        if decoder_input_ids.dim(0)? != input_ids.dim(0)? || decoder_input_ids.dim(1)? == 0 {
+            return Err(Error::InvalidInput(
+                "decoder inputs need one non-empty row per input".into(),
+            ));
+        }
+        self.check_ids(decoder_input_ids)?;
+        let enc = self.encode(input_ids, attention_mask)?;
+        let kv = self
+            .decoder
+            .iter()
+            .map(|b| b.cross_attn.project_kv(&enc))
+            .collect::<Result<Vec<_>>>()?;
+        let bias = padding_mask_bias(attention_mask)?;
+        let cross = DecoderCross {
+            kv: &kv,
+            bias: &bias,
+            group: 1,
+        };
+        self.run_decoder(decoder_input_ids, 0, &cross, |_, k, v| Ok((k, v)))
+    }
+}
+
+/// What the decoder's cross-attention reads: per block `(k, v)` `(n, h, s, d)` of the encoder
+/// output, the padding bias `(n, 1, 1, s)`, and how many decoder rows share one input.
+struct DecoderCross<'a> {
+    kv: &'a [(Tensor, Tensor)],
+    bias: &'a Tensor,
+    group: usize,
 }
 
 /// The config's sizes against the checkpoint's tensor directory, before anything is allocated:
@@ -285,7 +376,8 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             return Err(Error::InvalidInput("empty input sequence".into()));
         }
         self.check_ids(input_ids)?;
-        let mut x = self.shared.forward(input_ids)?;
+        let p = self.cfg.dropout_rate;
+        let mut x = dropout(&self.shared.forward(input_ids)?, p)?;
         // Position bias of the first block, shared by all blocks, plus the padding mask:
         // (1, h, s, s) + (b, 1, 1, s) -> (b, h, s, s).
         let bias = self.encoder[0]
@@ -296,10 +388,10 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             let h = block.attn_norm.forward(&x)?;
             let q = block.attn.project_q(&h)?;
             let (k, v) = block.attn.project_kv(&h)?;
-            x = (x + block.attn.attend_and_project(&q, &k, &v, Some(&bias))?)?;
+            x = (x + dropout(&block.attn.attend_and_project(&q, &k, &v, Some(&bias))?, p)?)?;
             x = block.ff.forward(&x)?;
         }
-        Ok(self.encoder_norm.forward(&x)?)
+        Ok(dropout(&self.encoder_norm.forward(&x)?, p)?)
     }
 
     fn new_cache(
@@ -334,7 +426,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
     }
 
     fn decode(&self, decoder_input_ids: &Tensor, cache: &mut T5Cache) -> Result<Tensor> {
-        let (rows, t) = decoder_input_ids.dims2()?;
+        let (rows, _t) = decoder_input_ids.dims2()?;
         if rows != cache.rows() {
             return Err(Error::InvalidInput(format!(
                 "{rows} decoder rows for a cache of {}",
@@ -344,31 +436,20 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
         self.check_ids(decoder_input_ids)?;
         let offset = cache.len();
         let g = cache.group_size().unwrap_or(1);
-        let mut x = self.shared.forward(decoder_input_ids)?;
-        let mut bias = self.decoder[0]
-            .self_attn
-            .compute_bias(t, offset + t, offset)?;
-        if t > 1 {
-            bias = bias.broadcast_add(&causal_mask_bias(t, offset + t, offset, x.device())?)?;
-        }
-        for (i, block) in self.decoder.iter().enumerate() {
-            let h = block.self_norm.forward(&x)?;
-            let q = block.self_attn.project_q(&h)?;
-            let (k_new, v_new) = block.self_attn.project_kv(&h)?;
-            let (k, v) = cache.self_kv[i].append_growing(&k_new, &v_new)?;
-            x = (x + block
-                .self_attn
-                .attend_and_project(&q, &k, &v, Some(&bias))?)?;
-            let h = block.cross_norm.forward(&x)?;
-            let (ck, cv) = &cache.cross_kv[i];
-            x = (x + self.cross_attention(block, &h, ck, cv, &cache.enc_bias, g)?)?;
-            x = block.ff.forward(&x)?;
-        }
-        let mut x = self.decoder_norm.forward(&x)?;
-        if self.cfg.scale_decoder_outputs() {
-            x = (x * (self.cfg.d_model as f64).powf(-0.5))?;
-        }
-        Ok(self.lm_head.forward(&x)?)
+        let T5Cache {
+            self_kv,
+            cross_kv,
+            enc_bias,
+            ..
+        } = cache;
+        let cross = DecoderCross {
+            kv: cross_kv,
+            bias: enc_bias,
+            group: g,
+        };
+        self.run_decoder(decoder_input_ids, offset, &cross, |i, k, v| {
+            self_kv[i].append_growing(&k, &v)
+        })
     }
 
     fn special_tokens(&self) -> SpecialTokens {

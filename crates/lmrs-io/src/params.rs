@@ -1,0 +1,62 @@
+//! Trainable parameters: the tensors a model loads, made autograd variables.
+//!
+//! A training run loads the model through the same code as inference, from [`Weights`] made
+//! trainable with [`Weights::trainable`]. Every tensor the model asks for then becomes a
+//! `Var` recorded here under its full checkpoint key, in load order; asking twice for one key
+//! (an output layer tied to the embedding) returns the same variable, so tied weights stay
+//! tied and get one gradient. The store is what the optimizer updates and what a checkpoint
+//! writes back under the same names.
+//!
+//! [`Weights`]: crate::Weights
+//! [`Weights::trainable`]: crate::Weights::trainable
+
+use lmrs_core::candle::Var;
+use lmrs_core::Tensor;
+use std::sync::Mutex;
+
+/// The variables a model was built from, by checkpoint key, in load order.
+#[derive(Debug, Default)]
+pub struct ParamStore {
+    vars: Mutex<Vec<(String, Var)>>,
+}
+
+impl ParamStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The variable under `key`, created from `load()` the first time it is asked for.
+    pub fn get_or_insert<E>(
+        &self,
+        key: &str,
+        load: impl FnOnce() -> Result<Tensor, E>,
+    ) -> Result<Tensor, E>
+    where
+        E: From<lmrs_core::candle::Error>,
+    {
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, v)) = vars.iter().find(|(k, _)| k == key) {
+            return Ok(v.as_tensor().clone());
+        }
+        let var = Var::from_tensor(&load()?)?;
+        let t = var.as_tensor().clone();
+        vars.push((key.to_string(), var));
+        Ok(t)
+    }
+
+    /// Every `(key, variable)` pair, in load order.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.vars.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.vars.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// `true` before anything was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

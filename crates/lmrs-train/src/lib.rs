@@ -1,0 +1,27 @@
+//! lmrs-train: fine-tuning lmrs models with `transformers`' `Trainer` semantics.
+//!
+//! Training runs the inference module tree: a model is loaded through the same code as for
+//! inference from trainable [`lmrs_io::Weights`], so every weight is an autograd variable, and
+//! the layers take differentiable paths for it (see [`lmrs_nn::mode`]). What this crate adds:
+//! datasets ([`data`]), tasks ([`seq2seq`]), losses ([`loss`]), AdamW and clipping
+//! ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]), checkpoints
+//! ([`checkpoint`], [`state`]) and the report with its loss picture ([`report`]).
+
+pub mod args;
+pub mod checkpoint;
+pub mod data;
+mod error;
+pub mod loss;
+pub mod objective;
+pub mod optim;
+pub mod order;
+pub mod report;
+pub mod schedule;
+pub mod seq2seq;
+pub mod state;
+pub mod trainer;
+
+pub use args::{IntervalStrategy, TrainingArguments};
+pub use error::{Result, TrainError};
+pub use objective::Objective;
+pub use trainer::{train, EarlyStopping, Hooks, Outcome, Progress, Quiet, RunOptions};
