@@ -55,6 +55,14 @@ pub enum Command {
     ///
     /// Example: lmrs text2text --model t5-small --max-length 50 "summarize: ..."
     Text2text(TaskArgs),
+    /// Fine-tune a model (T5 family: summarization, translation, text2text) with
+    /// transformers' Trainer semantics: AdamW, schedules, clipping, accumulation, label
+    /// smoothing, dropout, evaluation, early stopping, checkpoints and --resume. Leaves an
+    /// HF folder that lmrs and transformers load, trainer_state.json, report.md and loss.svg.
+    ///
+    /// Example: lmrs train --task summarization --model t5-small --train train.jsonl
+    ///   --validation val.jsonl --input-field document --target-field summary --output runs/sum
+    Train(Box<crate::train::TrainArgs>),
     /// Measure load time, encoder time, decode tokens/s (batch 1 and 8, greedy and 4 beams)
     /// and peak memory on a fixed-length workload.
     Bench(crate::bench::BenchArgs),

@@ -13,6 +13,7 @@ mod input;
 mod run;
 mod serve;
 mod token_tasks;
+mod train;
 
 use clap::Parser;
 
@@ -28,6 +29,7 @@ fn main() {
         args::Command::Chat(a) => causal::chat(a),
         args::Command::Translate(a) => run::translate(a),
         args::Command::Text2text(a) => run::text2text(a),
+        args::Command::Train(a) => train::train(*a),
         args::Command::Bench(a) => bench::run(a),
         args::Command::Embed(a) => embed::embed(a),
         args::Command::Similarity(a) => embed::similarity(a),

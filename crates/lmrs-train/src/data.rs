@@ -191,7 +191,11 @@ mod tests {
             .map_err(crate::error::file_err(&j))?;
         let d = Dataset::read(&j)?;
         assert_eq!(d.records.len(), 2);
-        let e = d.texts("n").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = d
+            .texts("n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("d.jsonl:3: no field 'n'"), "{e}");
         let e = d
             .texts("a")

@@ -19,9 +19,11 @@ pub mod report;
 pub mod schedule;
 pub mod seq2seq;
 pub mod state;
+pub mod task;
 pub mod trainer;
 
 pub use args::{IntervalStrategy, TrainingArguments};
 pub use error::{Result, TrainError};
 pub use objective::Objective;
+pub use task::{resolve_model, run, summary_json, Job, JobReport, TrainTask};
 pub use trainer::{train, EarlyStopping, Hooks, Outcome, Progress, Quiet, RunOptions};

@@ -1,0 +1,316 @@
+//! `lmrs train`: fine-tune a model with `transformers`' Trainer semantics (lmrs-train).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lmrs_train::{
+    EarlyStopping, Hooks, IntervalStrategy, Job, Progress, TrainTask, TrainingArguments,
+};
+use serde_json::{Map, Value};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Flags of `lmrs train`. Hyperparameters take `TrainingArguments` names and defaults; each
+/// flag overrides the same key of `--config`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// summarization, translation or text2text (T5 family).
+    #[arg(long)]
+    pub task: String,
+    /// Model folder or hub-cache name (`t5-small`).
+    #[arg(long)]
+    pub model: String,
+    /// Training data: JSON Lines (.jsonl) or CSV (.csv).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Validation data (same format).
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Hold out this fraction of --train (seeded by --seed) instead of --validation.
+    #[arg(long)]
+    pub validation_split: Option<f64>,
+    /// Field holding the input text.
+    #[arg(long, default_value = "document")]
+    pub input_field: String,
+    /// Field holding the target text.
+    #[arg(long, default_value = "summary")]
+    pub target_field: String,
+    /// Where checkpoints, the final model, report.md and loss.svg go.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Input tokens kept (longer inputs are truncated, with one warning).
+    #[arg(long, default_value_t = 1024)]
+    pub max_source_length: usize,
+    /// Target tokens kept (longer targets are truncated, with one warning).
+    #[arg(long, default_value_t = 128)]
+    pub max_target_length: usize,
+    /// Text put before every input. Default: the checkpoint's prefix for summarization and
+    /// translation (t5-small: "summarize: "), none for text2text.
+    #[arg(long)]
+    pub source_prefix: Option<String>,
+    /// Keep the file order (no shuffling); the order the parity tests use.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Override the checkpoint's dropout probability (T5: dropout_rate).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Stop after this many evaluations without improvement (needs --eval-strategy).
+    #[arg(long)]
+    pub early_stopping_patience: Option<usize>,
+    /// Improvement smaller than this does not count (0).
+    #[arg(long, default_value_t = 0.0)]
+    pub early_stopping_threshold: f64,
+    /// Continue from the last checkpoint in --output.
+    #[arg(long)]
+    pub resume: bool,
+    /// Continue from this checkpoint folder.
+    #[arg(long, conflicts_with = "resume")]
+    pub resume_from: Option<PathBuf>,
+    /// Write into an existing, non-empty --output.
+    #[arg(long)]
+    pub overwrite_output_dir: bool,
+    /// A TrainingArguments JSON file (transformers' keys); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub adam_beta1: Option<f64>,
+    #[arg(long)]
+    pub adam_beta2: Option<f64>,
+    #[arg(long)]
+    pub adam_epsilon: Option<f64>,
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    #[arg(long)]
+    pub num_train_epochs: Option<f64>,
+    #[arg(long)]
+    pub max_steps: Option<i64>,
+    #[arg(long)]
+    pub per_device_train_batch_size: Option<usize>,
+    #[arg(long)]
+    pub per_device_eval_batch_size: Option<usize>,
+    #[arg(long)]
+    pub gradient_accumulation_steps: Option<usize>,
+    /// linear, cosine, constant, constant_with_warmup.
+    #[arg(long)]
+    pub lr_scheduler_type: Option<String>,
+    /// A step count (>= 1) or a ratio of the total steps (< 1).
+    #[arg(long)]
+    pub warmup_steps: Option<f64>,
+    #[arg(long)]
+    pub label_smoothing_factor: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// no, steps or epoch.
+    #[arg(long)]
+    pub eval_strategy: Option<String>,
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// no, steps or epoch.
+    #[arg(long)]
+    pub save_strategy: Option<String>,
+    #[arg(long)]
+    pub save_steps: Option<usize>,
+    #[arg(long)]
+    pub save_total_limit: Option<usize>,
+    #[arg(long)]
+    pub load_best_model_at_end: bool,
+    /// loss (default).
+    #[arg(long)]
+    pub metric_for_best_model: Option<String>,
+    #[arg(long)]
+    pub greater_is_better: Option<bool>,
+    #[arg(long)]
+    pub logging_steps: Option<usize>,
+    #[arg(long)]
+    pub group_by_length: bool,
+    /// Print the run's summary as JSON on stdout (log entries go to stderr as JSON lines).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainArgs {
+    fn training_arguments(&self) -> Result<TrainingArguments> {
+        let mut a = match &self.config {
+            Some(p) => TrainingArguments::from_json_file(p)?,
+            None => TrainingArguments::default(),
+        };
+        a.output_dir = self.output.display().to_string();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { a.$f = v; } )* };
+        }
+        set!(
+            learning_rate,
+            weight_decay,
+            adam_beta1,
+            adam_beta2,
+            adam_epsilon,
+            max_grad_norm,
+            num_train_epochs,
+            max_steps,
+            per_device_train_batch_size,
+            per_device_eval_batch_size,
+            gradient_accumulation_steps,
+            warmup_steps,
+            label_smoothing_factor,
+            seed,
+            save_steps,
+            logging_steps
+        );
+        if self.eval_steps.is_some() {
+            a.eval_steps = self.eval_steps;
+        }
+        if self.save_total_limit.is_some() {
+            a.save_total_limit = self.save_total_limit;
+        }
+        if self.metric_for_best_model.is_some() {
+            a.metric_for_best_model
+                .clone_from(&self.metric_for_best_model);
+        }
+        if self.greater_is_better.is_some() {
+            a.greater_is_better = self.greater_is_better;
+        }
+        if let Some(s) = &self.lr_scheduler_type {
+            a.lr_scheduler_type = s.parse()?;
+        }
+        if let Some(s) = &self.eval_strategy {
+            a.eval_strategy = s.parse::<IntervalStrategy>().context("--eval-strategy")?;
+        }
+        if let Some(s) = &self.save_strategy {
+            a.save_strategy = s.parse::<IntervalStrategy>().context("--save-strategy")?;
+        }
+        a.load_best_model_at_end |= self.load_best_model_at_end;
+        a.group_by_length |= self.group_by_length;
+        a.overwrite_output_dir |= self.overwrite_output_dir;
+        Ok(a)
+    }
+}
+
+/// A progress bar on a terminal, plain log lines elsewhere; Ctrl-C asks for a checkpoint.
+struct Display {
+    bar: Option<ProgressBar>,
+    json: bool,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Hooks for Display {
+    fn on_step(&mut self, p: &Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(p.max_steps as u64);
+            bar.set_position(p.step as u64);
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} tok/s  epoch {:.2}",
+                p.loss, p.learning_rate, p.tokens_per_second, p.epoch
+            ));
+        }
+    }
+
+    fn on_log(&mut self, entry: &Map<String, Value>) {
+        let line = if self.json {
+            Value::Object(entry.clone()).to_string()
+        } else {
+            entry
+                .iter()
+                .map(|(k, v)| match v.as_f64() {
+                    Some(f) if k != "step" => format!("{k}={f:.6}"),
+                    _ => format!("{k}={v}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn should_interrupt(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+/// Run `lmrs train`.
+pub fn train(args: TrainArgs) -> Result<()> {
+    let training = args.training_arguments()?;
+    let job = Job {
+        task: TrainTask::parse(&args.task)?,
+        model: args.model.clone(),
+        train_file: args.train.clone(),
+        validation_file: args.validation.clone(),
+        validation_split: args.validation_split,
+        input_field: args.input_field.clone(),
+        target_field: args.target_field.clone(),
+        max_source_length: args.max_source_length,
+        max_target_length: args.max_target_length,
+        source_prefix: args.source_prefix.clone(),
+        dropout: args.dropout,
+        no_shuffle: args.no_shuffle,
+        early_stopping: args.early_stopping_patience.map(|patience| EarlyStopping {
+            patience,
+            threshold: args.early_stopping_threshold,
+        }),
+        resume: if args.resume {
+            Some(None)
+        } else {
+            args.resume_from.clone().map(Some)
+        },
+        args: training,
+    };
+    if job.early_stopping.is_some() && job.args.eval_strategy == IntervalStrategy::No {
+        anyhow::bail!("--early-stopping-patience needs --eval-strategy steps or epoch");
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    // A second Ctrl-C while the checkpoint is written kills the process as usual.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    });
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new(1);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed}<{eta}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut display = Display {
+        bar,
+        json: args.json,
+        interrupted,
+    };
+    let report = lmrs_train::run(&job, &mut display);
+    if let Some(bar) = &display.bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&lmrs_train::summary_json(&report))?
+        );
+    } else {
+        let s = &report.outcome.state;
+        println!(
+            "trained {} steps ({:.2} epochs, stopped by {}); model in {}, report in {}",
+            s.global_step,
+            s.epoch,
+            report.outcome.stopped_by,
+            report.output_dir.display(),
+            report.output_dir.join("report.md").display()
+        );
+        if let (Some(m), Some(c)) = (s.best_metric, &s.best_model_checkpoint) {
+            println!("best {} {m:.4} at {c}", job.args.best_metric_key());
+        }
+    }
+    Ok(())
+}

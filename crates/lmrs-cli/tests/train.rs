@@ -1,0 +1,279 @@
+//! `lmrs train` as a user runs it: outputs, resume, dropout repeatability, the trained model
+//! served by the inference commands, and bad input.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+const MODEL: &str = "train/t5-v1_0-train";
+
+fn data() -> String {
+    fixture("train/zen.jsonl").display().to_string()
+}
+
+/// `lmrs train` on the Zen of Python with small settings, into `out`.
+fn train_cmd(out: &Path, extra: &[&str]) -> assert_cmd::Command {
+    let mut c = lmrs();
+    c.args(["train", "--task", "summarization", "--model"])
+        .arg(fixture(MODEL))
+        .args(["--train", &data(), "--output"])
+        .arg(out)
+        .args([
+            "--learning-rate",
+            "1e-3",
+            "--per-device-train-batch-size",
+            "4",
+        ])
+        .args(["--logging-steps", "2", "--json"])
+        .args(extra);
+    c
+}
+
+fn state(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("trainer_state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_leaves_an_hf_folder_state_report_and_picture_and_the_model_summarizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (stdout, stderr) = assert_ok(&mut train_cmd(
+        &out,
+        &[
+            "--max-steps",
+            "12",
+            "--validation-split",
+            "0.2",
+            "--eval-strategy",
+            "steps",
+            "--eval-steps",
+            "4",
+            "--save-steps",
+            "4",
+            "--save-total-limit",
+            "2",
+            "--load-best-model-at-end",
+        ],
+    ));
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["global_step"], 12);
+    assert_eq!(summary["eval_examples"], 4);
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "generation_config.json",
+        "trainer_state.json",
+        "training_args.json",
+        "report.md",
+        "loss.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // save_total_limit 2 keeps the newest checkpoints, and the best is never deleted.
+    let mut kept: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    kept.sort();
+    assert!(
+        kept.len() <= 2 && kept.contains(&"checkpoint-12".to_string()),
+        "{kept:?}"
+    );
+    let st = state(&out);
+    let best = st["best_model_checkpoint"].as_str().unwrap();
+    assert!(Path::new(best).is_dir(), "best checkpoint {best} kept");
+    for f in [
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "model.safetensors",
+    ] {
+        assert!(Path::new(best).join(f).is_file());
+    }
+    let log = st["log_history"].as_array().unwrap();
+    let train_entries = log.iter().filter(|e| e.get("loss").is_some()).count();
+    let eval_entries = log.iter().filter(|e| e.get("eval_loss").is_some()).count();
+    assert_eq!((train_entries, eval_entries), (6, 3));
+    for e in log.iter().filter(|e| e.get("loss").is_some()) {
+        for k in ["step", "epoch", "loss", "grad_norm", "learning_rate"] {
+            assert!(e.get(k).is_some(), "{k} in {e}");
+        }
+    }
+    let args: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training_args.json")).unwrap())
+            .unwrap();
+    assert_eq!(args["learning_rate"], 1e-3);
+    // This fixture's config has no task_specific_params: no prefix, and a warning says so.
+    assert_eq!(args["lmrs_source_prefix"], "");
+    assert!(stderr.contains("no 'summarization' prefix"), "{stderr}");
+    let svg = std::fs::read_to_string(out.join("loss.svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("polyline"),
+        "a drawn curve"
+    );
+    // The trained folder is a model the inference commands load.
+    let (s, _) = assert_ok(lmrs().args(["summarize", "--model"]).arg(&out).args([
+        "--max-length",
+        "8",
+        "--num-beams",
+        "1",
+        "--json",
+        "Beautiful is better than ugly.",
+    ]));
+    let rec = &json_lines(&s)[0];
+    assert!(!token_ids(rec).is_empty(), "{rec}");
+}
+
+#[test]
+fn resume_reaches_the_weights_of_an_uninterrupted_run_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let flags = ["--max-steps", "10", "--save-steps", "4", "--dropout", "0.1"];
+    assert_ok(&mut train_cmd(&full, &flags));
+    // A second run stopped at step 4 (its checkpoint-4 is the full run's), then resumed.
+    let part = tmp.path().join("part");
+    std::fs::create_dir_all(&part).unwrap();
+    let ck = part.join("checkpoint-4");
+    copy_dir(&full.join("checkpoint-4"), &ck);
+    assert_ok(&mut train_cmd(&part, &[&flags[..], &["--resume"]].concat()));
+    let a = std::fs::read(full.join("model.safetensors")).unwrap();
+    let b = std::fs::read(part.join("model.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from the uninterrupted run");
+    let losses = |d: &Path| -> Vec<Value> {
+        state(d)["log_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.get("loss").cloned())
+            .collect()
+    };
+    assert_eq!(losses(&full), losses(&part));
+}
+
+#[test]
+fn dropout_with_a_fixed_seed_repeats_and_changes_the_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let losses = |name: &str, dropout: &str| -> Vec<f64> {
+        let out = tmp.path().join(name);
+        assert_ok(&mut train_cmd(
+            &out,
+            &[
+                "--max-steps",
+                "4",
+                "--save-strategy",
+                "no",
+                "--dropout",
+                dropout,
+            ],
+        ));
+        state(&out)["log_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.get("loss").and_then(Value::as_f64))
+            .collect()
+    };
+    let (a, b, off) = (losses("a", "0.3"), losses("b", "0.3"), losses("c", "0"));
+    assert_eq!(a, b, "one seed, one run");
+    assert_ne!(a, off, "dropout is active in training");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("x"), "").unwrap();
+    assert_fails(
+        &mut train_cmd(&out, &["--max-steps", "1"]),
+        &["exists and is not empty", "--overwrite-output-dir"],
+    );
+    let fresh = tmp.path().join("f");
+    assert_fails(
+        &mut train_cmd(&fresh, &["--max-steps", "1", "--input-field", "text"]),
+        &["zen.jsonl:1: no field 'text'", "document"],
+    );
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    assert_fails(
+        lmrs()
+            .args(["train", "--task", "summarization", "--model"])
+            .arg(fixture(MODEL))
+            .arg("--train")
+            .arg(&empty)
+            .arg("--output")
+            .arg(&fresh),
+        &["no examples"],
+    );
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": 3.5e, \"summary\": 1}\n",
+    )
+    .unwrap();
+    assert_fails(
+        lmrs()
+            .args(["train", "--task", "summarization", "--model"])
+            .arg(fixture(MODEL))
+            .arg("--train")
+            .arg(&bad)
+            .arg("--output")
+            .arg(&fresh),
+        &["bad.jsonl:2: invalid JSON"],
+    );
+    let cfg = tmp.path().join("args.json");
+    std::fs::write(&cfg, "{\"learning_rat\": 1}").unwrap();
+    assert_fails(
+        &mut train_cmd(&fresh, &["--config", cfg.to_str().unwrap()]),
+        &["unknown field `learning_rat`"],
+    );
+    assert_fails(
+        &mut train_cmd(&fresh, &["--lr-scheduler-type", "cosin"]),
+        &["unknown lr scheduler 'cosin'"],
+    );
+    assert_fails(
+        &mut train_cmd(&fresh, &["--eval-strategy", "steps"]),
+        &["needs a validation set"],
+    );
+    assert_fails(
+        &mut train_cmd(&fresh, &["--early-stopping-patience", "2"]),
+        &["--early-stopping-patience needs --eval-strategy"],
+    );
+    assert_fails(
+        &mut train_cmd(&fresh, &["--resume"]),
+        &["no checkpoint-STEP folder"],
+    );
+    // A checkpoint of another model (v1.1, untied) for --resume.
+    let other = tmp.path().join("other");
+    assert_ok(
+        lmrs()
+            .args(["train", "--task", "summarization", "--model"])
+            .arg(fixture("train/t5-v1_1-train"))
+            .args(["--train", &data(), "--output"])
+            .arg(&other)
+            .args(["--max-steps", "2", "--save-steps", "2"]),
+    );
+    assert_fails(
+        &mut train_cmd(
+            &fresh,
+            &[
+                "--max-steps",
+                "4",
+                "--resume-from",
+                other.join("checkpoint-2").to_str().unwrap(),
+            ],
+        ),
+        &["cannot resume from", "another model"],
+    );
+    assert_fails(
+        lmrs()
+            .args(["train", "--task", "text-classification", "--model"])
+            .arg(fixture("bert-tiny-cls"))
+            .args(["--train", &data(), "--output"])
+            .arg(&fresh),
+        &["not built yet"],
+    );
+}
