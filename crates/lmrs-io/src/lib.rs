@@ -10,6 +10,7 @@
 //! - [`read_gguf_header`]: lmrs's validating GGUF header reader (from a file or bytes).
 //! - [`tokenizer_from_gguf`]: the tokenizer a GGUF file describes in its metadata.
 
+mod charsmap;
 mod error;
 mod files;
 mod gguf;

@@ -36,6 +36,15 @@ fn check_precompiled(v: &serde_json::Value) -> std::result::Result<(), String> {
                 let text = v.to_string();
                 serde_json::from_str::<spm_precompiled::Precompiled>(&text)
                     .map_err(|e| format!("invalid Precompiled normalizer: {e}"))?;
+                // It parses; now the trie inside it must stay in bounds when walked.
+                let encoded = map
+                    .get("precompiled_charsmap")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or_default();
+                let bytes = base64::decode(encoded)
+                    .map_err(|e| format!("invalid Precompiled normalizer: {e}"))?;
+                crate::charsmap::check(&bytes)
+                    .map_err(|e| format!("invalid Precompiled normalizer: {e}"))?;
             }
             map.values().try_for_each(check_precompiled)
         }

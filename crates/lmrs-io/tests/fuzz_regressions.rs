@@ -133,3 +133,39 @@ fn tokenizer_json_with_a_valid_precompiled_charsmap_still_loads() {
     let tok = lmrs_io::load_tokenizer(&path).unwrap();
     assert!(tok.get_vocab_size(true) > 0);
 }
+
+#[test]
+fn a_charsmap_whose_trie_points_outside_itself_is_refused_at_load() {
+    // Parses, but its one entry ('a') points past the normalized strings: tokenizers 0.23
+    // (spm_precompiled 0.1.4) loads it and then panics slicing when it normalizes "a". Found
+    // by the tokenizer_json fuzz target.
+    let mut units = vec![0u32; 256];
+    units[97] = 97 | (1 << 8) | (1 << 10); // 'a': label, leaf bit, offset 1 -> leaf at 96
+    units[96] = 4000; // the normalized string's start: far past the 2 bytes below
+    let mut map = ((units.len() * 4) as u32).to_le_bytes().to_vec();
+    units.iter().for_each(|u| map.extend(u.to_le_bytes()));
+    map.extend(b"A\0");
+    let json = format!(
+        r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":{{"type":"Precompiled","precompiled_charsmap":"{}"}},
+        "pre_tokenizer":null,"post_processor":null,"decoder":null,
+        "model":{{"type":"WordLevel","vocab":{{"a":0}},"unk_token":"a"}}}}"#,
+        base64::encode(&map)
+    );
+    // Without the check the crash is real: tokenizers itself loads the file and panics.
+    let raw = tokenizers::Tokenizer::from_bytes(json.as_bytes()).expect("tokenizers loads it");
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let crashed = std::panic::catch_unwind(|| raw.encode("a", false).map(|_| ())).is_err();
+    std::panic::set_hook(hook);
+    assert!(crashed, "tokenizers panics on this charsmap");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, json).unwrap();
+    match lmrs_io::load_tokenizer(&path) {
+        Err(IoError::Tokenizer { message, .. }) => {
+            assert!(message.contains("byte 4000 of 2"), "{message}")
+        }
+        other => panic!("expected a tokenizer error, got {:?}", other.map(|_| ())),
+    }
+}
