@@ -179,6 +179,16 @@ def text_seeds():
                 put("chat_template", template)
 
 
+def train_seeds():
+    # First byte: 0 JSON Lines, 1 CSV, 2 TrainingArguments JSON (fuzz_targets/train_data.rs).
+    for p in fixtures("train/*.jsonl"):
+        put("train_data", b"\0" + p.read_bytes())
+    put("train_data", b"\1" + b'document,summary\n"a, b",c\n"multi\nline",d\n')
+    put("train_data", b"\2" + json.dumps({"learning_rate": 1e-3, "lr_scheduler_type": "cosine",
+                                           "eval_strategy": "steps", "eval_steps": 2,
+                                           "load_best_model_at_end": True, "save_steps": 4}).encode())
+
+
 def committed_seeds():
     for d in sorted((HERE / "seeds").iterdir()):
         for f in sorted(d.iterdir()):
@@ -188,6 +198,7 @@ def committed_seeds():
 safetensors_seeds()
 gguf_seeds()
 text_seeds()
+train_seeds()
 committed_seeds()
 for d in sorted(CORPUS.iterdir()):
     print(f"{d.name}: {len(list(d.iterdir()))} inputs")
