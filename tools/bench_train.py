@@ -27,6 +27,14 @@ FIX = ROOT / "tests" / "fixtures"
 SRC_LEN, TGT_LEN = 256, 64  # --source-len / --target-len change them
 
 
+def _zen_source():
+    """`this.s` without the print that importing `this` does."""
+    import contextlib, io
+    with contextlib.redirect_stdout(io.StringIO()):
+        import this
+    return this.s
+
+
 def make_model(out):
     import torch
     import transformers
@@ -43,7 +51,7 @@ def make_model(out):
 
 
 def make_data(path, n):
-    zen = [l for l in codecs.decode(__import__("this").s, "rot13").splitlines()[2:] if l.strip()]
+    zen = [l for l in codecs.decode(_zen_source(), "rot13").splitlines()[2:] if l.strip()]
     rows = []
     for i in range(n):
         doc = " ".join(zen[(i + j) % len(zen)] for j in range(120))

@@ -51,8 +51,16 @@ CASES = {
 MAX_SOURCE, MAX_TARGET, PREFIX = 24, 8, "summarize: "
 
 
+def _zen_source():
+    """`this.s` without the print that importing `this` does."""
+    import contextlib, io
+    with contextlib.redirect_stdout(io.StringIO()):
+        import this
+    return this.s
+
+
 def dataset():
-    zen = codecs.decode(__import__("this").s, "rot13").splitlines()
+    zen = codecs.decode(_zen_source(), "rot13").splitlines()
     rows = [{"document": l, "summary": " ".join(l.split()[:4])} for l in zen[2:] if l.strip()]
     path = OUT / "zen.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
