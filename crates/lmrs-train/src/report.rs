@@ -15,6 +15,18 @@ fn series(log: &[Map<String, Value>], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The legend box, on a plain or a dual-axis chart (two types with the same method).
+macro_rules! legend {
+    ($chart:expr) => {
+        $chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| TrainError::Unsupported(format!("legend: {e}")))?
+    };
+}
+
 /// Draw `loss.svg`: `loss` and `eval_loss` on one axis, `metric` (e.g. `eval_rouge1`) on a
 /// second when given.
 pub fn plot(state: &TrainerState, metric: Option<&str>, path: &Path) -> Result<()> {
@@ -80,19 +92,9 @@ pub fn plot(state: &TrainerState, metric: Option<&str>, path: &Path) -> Result<(
             .map_err(|e| err(e.to_string()))?
             .label(name)
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        legend!(chart);
     } else {
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        legend!(chart);
     }
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())

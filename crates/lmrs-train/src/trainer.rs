@@ -192,7 +192,7 @@ pub fn train<O: Objective>(
                 let scaled = (loss.sum / items.max(1) as f64)?;
                 let value = scaled.to_scalar::<f32>()?;
                 if !value.is_finite() {
-                    save_checkpoint(&mut run, &opt, &state).ok();
+                    save_checkpoint(&run, &opt, &state).ok();
                     return Err(TrainError::NonFinite {
                         step: state.global_step + 1,
                         value,
@@ -239,7 +239,7 @@ pub fn train<O: Objective>(
                 break 'epochs;
             }
             if hooks.should_interrupt() {
-                save_checkpoint(&mut run, &opt, &state)?;
+                save_checkpoint(&run, &opt, &state)?;
                 return Err(TrainError::Interrupted {
                     step: state.global_step,
                 });
@@ -413,7 +413,7 @@ impl<O: Objective> Run<'_, O> {
 /// `checkpoint-STEP/` with the model, optimizer and state, written atomically; then the
 /// oldest checkpoints beyond `save_total_limit` go (never the best one).
 fn save_checkpoint<O: Objective>(
-    run: &mut Run<'_, O>,
+    run: &Run<'_, O>,
     opt: &AdamW,
     state: &TrainerState,
 ) -> Result<()> {
@@ -426,9 +426,7 @@ fn save_checkpoint<O: Objective>(
             &dir.join("scheduler.json"),
         )?;
         write_json(run.args_json, &dir.join("training_args.json"))?;
-        let mut s = state.clone();
-        s.log_history.clone_from(&state.log_history);
-        s.save(&dir.join("trainer_state.json"))
+        state.save(&dir.join("trainer_state.json"))
     })?;
     if let Some(limit) = run.args.save_total_limit {
         let all = checkpoint::checkpoints(run.out);
