@@ -2,9 +2,10 @@
 
 Trains each parity case of tests/fixtures/train/ with the lmrs binary (the same settings as
 the reference run: dropout 0, file order, logging every step), loads the output folder with
-`T5ForConditionalGeneration.from_pretrained`, and compares its logits on the first batch with
-the logits of the model `Seq2SeqTrainer` trained (tests/fixtures/train/<case>.json) and the
-per-step losses with the reference log.
+`from_pretrained` (T5ForConditionalGeneration, AutoModelForSequenceClassification,
+AutoModelForCausalLM), and compares its logits on the first batch with the logits of the model
+`Trainer` trained (tests/fixtures/train/<case>.json) and the per-step losses with the
+reference log. The classifier's config must also carry the labels (id2label/label2id).
 
     .venv/bin/python tools/check_train_outputs.py [--lmrs target/release/lmrs]
 """
@@ -16,10 +17,42 @@ import sys
 import tempfile
 
 import torch
-from transformers import AutoTokenizer, DataCollatorForSeq2Seq, T5ForConditionalGeneration
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding,
+                          T5ForConditionalGeneration)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "train"
+
+
+def first_batch_logits(task, ref, out, tok, rows):
+    """The first example's logits of the first batch, as the reference computed them."""
+    if task == "summarization":
+        model = T5ForConditionalGeneration.from_pretrained(out).eval()
+        feats = []
+        for r in rows:
+            x = tok(ref["source_prefix"] + r["document"], max_length=ref["max_source_length"], truncation=True)
+            y = tok(text_target=r["summary"], max_length=ref["max_target_length"], truncation=True)
+            feats.append({"input_ids": x["input_ids"], "attention_mask": x["attention_mask"], "labels": y["input_ids"]})
+        batch = DataCollatorForSeq2Seq(tok, model=model)(feats)
+        return model(**batch).logits[:1].flatten()
+    if task == "text-classification":
+        model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+        assert model.config.id2label == {0: "better", 1: "other"}, model.config.id2label
+        assert model.config.label2id == {"better": 0, "other": 1}, model.config.label2id
+        feats = [tok(r["document"], max_length=ref["max_length"], truncation=True) for r in rows]
+        batch = DataCollatorWithPadding(tok)(feats)
+        return model(**batch).logits[:1].flatten()
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    eos = model.config.eos_token_id
+    feats = []
+    for r in rows:
+        ids = (tok(r["prompt"] + r["completion"])["input_ids"] + [eos])[: ref["max_length"]]
+        feats.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
+    tok.pad_token = tok.pad_token or tok.eos_token
+    tok.padding_side = "right"
+    batch = tok.pad(feats, return_tensors="pt")
+    return model(**batch).logits[:1].flatten()
 
 
 def main():
@@ -28,30 +61,35 @@ def main():
     a = ap.parse_args()
     rows = [json.loads(l) for l in (FIX / "zen.jsonl").read_text().splitlines() if l.strip()]
     worst = 0.0
-    for ref_file in sorted(FIX.glob("t5-*.json")):
+    for ref_file in sorted(FIX.glob("*.json")):
         ref = json.loads(ref_file.read_text())
         args = ref["args"]
+        model_dir = FIX / ref["model"]
+        if ref["model"].startswith("t5"):
+            task = ["--task", "summarization", "--source-prefix", ref["source_prefix"],
+                    "--max-source-length", str(ref["max_source_length"]),
+                    "--max-target-length", str(ref["max_target_length"])]
+        elif ref["model"].startswith("bert"):
+            task = ["--task", "text-classification", "--input-field", "document",
+                    "--max-source-length", str(ref["max_length"])]
+        else:
+            task = ["--task", "causal-lm", "--input-field", "prompt", "--target-field", "completion",
+                    "--max-source-length", str(ref["max_length"])]
         with tempfile.TemporaryDirectory() as tmp:
             out = pathlib.Path(tmp) / "run"
-            cmd = [a.lmrs, "train", "--task", "summarization", "--model", str(FIX / ref["model"]),
-                   "--train", str(FIX / "zen.jsonl"), "--output", str(out), "--no-shuffle",
-                   "--dropout", "0", "--logging-steps", "1", "--save-strategy", "no",
-                   "--source-prefix", ref["source_prefix"],
-                   "--max-source-length", str(ref["max_source_length"]),
-                   "--max-target-length", str(ref["max_target_length"])]
+            cmd = [a.lmrs, "train", "--model", str(model_dir), "--train", str(FIX / "zen.jsonl"),
+                   "--output", str(out), "--no-shuffle", "--dropout", "0", "--logging-steps", "1",
+                   "--save-strategy", "no", *task]
+            if task[1] == "causal-lm":
+                cmd.remove("--dropout")
+                cmd.remove("0")
             for k, v in args.items():
                 cmd += ["--" + k.replace("_", "-"), str(v)]
             subprocess.run(cmd, check=True, capture_output=True)
             tok = AutoTokenizer.from_pretrained(out)
-            model = T5ForConditionalGeneration.from_pretrained(out).eval()
-            feats = []
-            for r in rows[: args["per_device_train_batch_size"]]:
-                x = tok(ref["source_prefix"] + r["document"], max_length=ref["max_source_length"], truncation=True)
-                y = tok(text_target=r["summary"], max_length=ref["max_target_length"], truncation=True)
-                feats.append({"input_ids": x["input_ids"], "attention_mask": x["attention_mask"], "labels": y["input_ids"]})
-            batch = DataCollatorForSeq2Seq(tok, model=model)(feats)
+            n = args["per_device_train_batch_size"]
             with torch.no_grad():
-                logits = model(**batch).logits[:1].flatten()
+                logits = first_batch_logits(task[1], ref, out, tok, rows[:n])
             want = torch.tensor(ref["trained_logits_first_batch"]["values"])
             diff = float((logits - want).abs().max())
             scale = float(want.abs().max())
@@ -59,7 +97,7 @@ def main():
             theirs = [e["loss"] for e in ref["log_history"] if "loss" in e]
             loss_rel = max(abs(o - t) / abs(t) for o, t in zip(ours, theirs))
             print(f"{ref_file.stem}: transformers loads the lmrs output; logits max |diff| {diff:.2e} "
-                  f"(max |logit| {scale:.1f}); per-step loss worst relative error {loss_rel:.2e} over {len(ours)} steps")
+                  f"(max |logit| {scale:.2f}); per-step loss worst relative error {loss_rel:.2e} over {len(ours)} steps")
             worst = max(worst, diff / scale)
             assert len(ours) == len(theirs) and loss_rel < 1e-4
     if worst > 1e-4:

@@ -1,13 +1,16 @@
 """Reference training runs for lmrs-train's parity tests (tests/fixtures/train/).
 
-Runs transformers' Seq2SeqTrainer on the tiny T5 fixtures with dropout 0 and a sequential
-sampler (lmrs's --no-shuffle), logging every step, and writes per case:
+Runs transformers' Seq2SeqTrainer on tiny T5 models and Trainer on a tiny BERT classifier and
+a tiny Llama, with dropout 0 and a sequential sampler (lmrs's --no-shuffle), logging every
+step, and writes per case:
   <case>.json: the arguments, every log_history entry, the logits of the trained model on
                the first batch, and the gradient of every parameter after the first
                micro-batch (as sums and L2 norms, plus a few values per tensor).
 
 The dataset (zen.jsonl) is built from the Zen of Python (`import this`, shipped with every
-CPython): document = one aphorism, summary = its first four words.
+CPython): document = one aphorism, summary = its first four words, label = "better" when the
+aphorism says "better", else "other" (the classifier's task), prompt/completion = the first
+four words and the rest (the causal LM's task, loss on the completion only).
 
     .venv/bin/python tools/gen_train_references.py   # pinned versions: tools/requirements.txt
 """
@@ -19,8 +22,10 @@ import sys
 import torch
 import transformers
 from torch.utils.data import SequentialSampler
-from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
-                          Seq2SeqTrainingArguments, T5ForConditionalGeneration)
+from transformers import (AutoTokenizer, BertForSequenceClassification, DataCollatorForSeq2Seq,
+                          DataCollatorWithPadding, LlamaForCausalLM, Seq2SeqTrainer,
+                          Seq2SeqTrainingArguments, T5ForConditionalGeneration, Trainer,
+                          TrainingArguments)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"
@@ -34,6 +39,7 @@ MODELS = {
     "t5-v1_0-train": dict(feed_forward_proj="relu", tie_word_embeddings=True),
     "t5-v1_1-train": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False),
 }
+LABELS = ["better", "other"]
 
 CASES = {
     # T5 v1.0 (relu, tied): linear schedule with warmup, weight decay, clipping at 1.0.
@@ -47,7 +53,23 @@ CASES = {
         learning_rate=2e-3, weight_decay=0.1, warmup_steps=0.1, max_grad_norm=0.5,
         per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=20,
         lr_scheduler_type="cosine", label_smoothing_factor=0.1)),
+    # BERT classifier: linear warmup, weight decay, clipping, accumulation over 2 micro-batches
+    # with label smoothing (the LabelSmoother divides by the step's example count; plain CE
+    # with accumulation is the Trainer's per-micro-batch mean summed, see lmrs-train's loss
+    # docs).
+    "bert-cls-smooth-accum": dict(model="bert-train", args=dict(
+        learning_rate=1e-3, weight_decay=0.01, warmup_steps=3, max_grad_norm=1.0,
+        per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=20,
+        lr_scheduler_type="linear", label_smoothing_factor=0.1)),
+    # Llama: prompt/completion (loss on the completion), constant_with_warmup, weight decay,
+    # tight clipping, accumulation over 2 micro-batches (token-weighted: LlamaForCausalLM's
+    # loss takes num_items_in_batch, counted over labels[..., 1:]).
+    "llama-completion-accum": dict(model="llama-train", args=dict(
+        learning_rate=3e-3, weight_decay=0.05, warmup_steps=4, max_grad_norm=0.5,
+        per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=20,
+        lr_scheduler_type="constant_with_warmup")),
 }
+MAX_LENGTH = 24  # classifier inputs and causal sequences
 MAX_SOURCE, MAX_TARGET, PREFIX = 24, 8, "summarize: "
 
 
@@ -61,7 +83,14 @@ def _zen_source():
 
 def dataset():
     zen = codecs.decode(_zen_source(), "rot13").splitlines()
-    rows = [{"document": l, "summary": " ".join(l.split()[:4])} for l in zen[2:] if l.strip()]
+    rows = []
+    for l in zen[2:]:
+        if not l.strip():
+            continue
+        words = l.split()
+        rows.append({"document": l, "summary": " ".join(words[:4]),
+                     "label": LABELS[0] if "better" in l else LABELS[1],
+                     "prompt": " ".join(words[:4]), "completion": " " + " ".join(words[4:])})
     path = OUT / "zen.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
@@ -102,7 +131,86 @@ def make_models():
         (out / "config.json").write_text(json.dumps(dict(sorted(c.items())), indent=2) + "\n")
 
 
+def make_encoder_and_decoder():
+    """A fresh BERT classifier and a fresh Llama, with the tokenizers of the inference fixtures."""
+    torch.manual_seed(200)
+    tok = AutoTokenizer.from_pretrained(FIX / "bert-tiny-cls")
+    cfg = transformers.BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=128,
+                                  max_position_embeddings=64, hidden_dropout_prob=0.1,
+                                  attention_probs_dropout_prob=0.1, pad_token_id=0,
+                                  id2label=dict(enumerate(LABELS)),
+                                  label2id={l: i for i, l in enumerate(LABELS)})
+    out = OUT / "bert-train"
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    torch.manual_seed(201)
+    tok = AutoTokenizer.from_pretrained(FIX / "llama-tiny")
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+                                   bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    out = OUT / "llama-train"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def first_batch_gradients(model, first):
+    """The loss of one micro-batch of the untouched model (its own loss: plain CE, mean over
+    counted tokens) and each parameter's gradient of it: sum, norm and first 8 values."""
+    out = model(**first)
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return float(out.loss), {n: {"sum": float(g.sum()), "norm": float(g.norm()),
+                                 "head": [float(v) for v in g.flatten()[:8]]}
+                             for n, g in grads.items()}
+
+
+def classifier_features(tok, rows):
+    return [dict(tok(r["document"], max_length=MAX_LENGTH, truncation=True),
+                 labels=LABELS.index(r["label"])) for r in rows]
+
+
+def completion_features(tok, rows, eos):
+    """TRL's prompt/completion layout: prompt + completion + EOS, labels -100 on the prompt."""
+    feats = []
+    for r in rows:
+        p = tok(r["prompt"])["input_ids"]
+        ids = tok(r["prompt"] + r["completion"])["input_ids"] + [eos]
+        ids = ids[:MAX_LENGTH]
+        labels = [-100] * len(p) + ids[len(p):]
+        feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return feats
+
+
+class SequentialTrainer(Trainer):
+    def _get_train_sampler(self, *a, **k):
+        return SequentialSampler(self.train_dataset)
+
+
+def run_other(name, case, rows):
+    """The classifier and causal cases: Trainer on the features built as lmrs builds them."""
+    folder = OUT / case["model"]
+    tok = AutoTokenizer.from_pretrained(folder)
+    if case["model"] == "bert-train":
+        model = BertForSequenceClassification.from_pretrained(
+            folder, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        feats = classifier_features(tok, rows)
+        collator = DataCollatorWithPadding(tok)
+    else:
+        model = LlamaForCausalLM.from_pretrained(folder)
+        tok.pad_token = tok.pad_token or tok.eos_token
+        tok.padding_side = "right"
+        feats = completion_features(tok, rows, model.config.eos_token_id)
+        collator = DataCollatorForSeq2Seq(tok)  # pads labels with -100
+    return reference(name, case, model, feats, collator, SequentialTrainer, TrainingArguments,
+                     {"max_length": MAX_LENGTH})
+
+
 def run(name, case, rows):
+    if not case["model"].startswith("t5"):
+        return run_other(name, case, rows)
     folder = OUT / case["model"]
     tok = AutoTokenizer.from_pretrained(folder)
     model = T5ForConditionalGeneration.from_pretrained(folder, dropout_rate=0.0)
@@ -113,31 +221,33 @@ def run(name, case, rows):
         feats.append({"input_ids": x["input_ids"], "attention_mask": x["attention_mask"],
                       "labels": y["input_ids"]})
     collator = DataCollatorForSeq2Seq(tok, model=model)
+    return reference(name, case, model, feats, collator, Sequential, Seq2SeqTrainingArguments,
+                     {"max_source_length": MAX_SOURCE, "max_target_length": MAX_TARGET,
+                      "source_prefix": PREFIX})
+
+
+def reference(name, case, model, feats, collator, trainer_class, args_class, extra):
+    """Gradients of the first micro-batch, then 20 logged steps of `trainer_class` in file
+    order, then the trained model's logits on that batch (its first example: every position,
+    enough to compare weights)."""
     first = collator(feats[:case["args"]["per_device_train_batch_size"]])
-
-    # Gradients after one micro-batch of the untouched model (plain CE, mean over tokens).
-    out = model(**first)
-    out.loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    grad_ref = {n: {"sum": float(g.sum()), "norm": float(g.norm()),
-                    "head": [float(v) for v in g.flatten()[:8]]} for n, g in grads.items()}
-
-    args = Seq2SeqTrainingArguments(output_dir=f"/tmp/lmrs-train-ref/{name}", logging_steps=1,
-                                    save_strategy="no", report_to=[], seed=42,
-                                    dataloader_drop_last=False, **case["args"])
-    trainer = Sequential(model=model, args=args, train_dataset=feats, data_collator=collator)
+    loss, grad_ref = first_batch_gradients(model, first)
+    args = args_class(output_dir=f"/tmp/lmrs-train-ref/{name}", logging_steps=1,
+                      save_strategy="no", report_to=[], seed=42,
+                      dataloader_drop_last=False, **case["args"])
+    trainer = trainer_class(model=model, args=args, train_dataset=feats, data_collator=collator)
     trainer.train()
     model.eval()
     with torch.no_grad():
-        logits = model(**first).logits
+        # T5 needs the labels for its decoder inputs; the others take none.
+        inputs = first if model.config.is_encoder_decoder else {
+            k: v for k, v in first.items() if k != "labels"}
+        logits = model(**inputs).logits
     return {
-        "model": case["model"], "args": case["args"], "max_source_length": MAX_SOURCE,
-        "max_target_length": MAX_TARGET, "source_prefix": PREFIX,
+        "model": case["model"], "args": case["args"], **extra,
         "log_history": trainer.state.log_history,
-        "first_batch_loss": float(out.loss),
+        "first_batch_loss": loss,
         "grads": grad_ref,
-        # The first example's logits (all decoder positions): enough to compare weights.
         "trained_logits_first_batch": {"shape": list(logits[:1].shape),
                                        "values": [float(v) for v in logits[:1].flatten()]},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
@@ -148,6 +258,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     rows = dataset()
     make_models()
+    make_encoder_and_decoder()
     torch.manual_seed(0)
     for name, case in CASES.items():
         ref = run(name, case, rows)

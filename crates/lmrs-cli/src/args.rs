@@ -55,13 +55,23 @@ pub enum Command {
     ///
     /// Example: lmrs text2text --model t5-small --max-length 50 "summarize: ..."
     Text2text(TaskArgs),
-    /// Fine-tune a model (T5 family: summarization, translation, text2text) with
-    /// transformers' Trainer semantics: AdamW, schedules, clipping, accumulation, label
-    /// smoothing, dropout, evaluation, early stopping, checkpoints and --resume. Leaves an
-    /// HF folder that lmrs and transformers load, trainer_state.json, report.md and loss.svg.
+    /// Fine-tune a model with transformers' Trainer semantics: T5 for summarization,
+    /// translation and text2text; the BERT family (MiniLM, DistilBERT, RoBERTa, XLM-R) for
+    /// text-classification (single-label, multi-label, regression; accuracy/P/R/F1 at each
+    /// evaluation); the Llama family (SmolLM2, Qwen2, Mistral; HF folder or GGUF) for
+    /// causal-lm on plain text or prompt/completion pairs (loss on the completion). AdamW,
+    /// schedules, clipping, accumulation, label smoothing, dropout, evaluation, early
+    /// stopping, checkpoints and --resume. Leaves an HF folder that lmrs and transformers
+    /// load, trainer_state.json, report.md and loss.svg.
     ///
     /// Example: lmrs train --task summarization --model t5-small --train train.jsonl
     ///   --validation val.jsonl --input-field document --target-field summary --output runs/sum
+    ///
+    /// Example: lmrs train --task text-classification --model all-MiniLM-L6-v2
+    ///   --train reviews.csv --input-field text --label-field label --output runs/cls
+    ///
+    /// Example: lmrs train --task causal-lm --model SmolLM2-135M-Instruct --train sft.jsonl
+    ///   --input-field prompt --target-field completion --output runs/sft
     Train(Box<crate::train::TrainArgs>),
     /// Measure load time, encoder time, decode tokens/s (batch 1 and 8, greedy and 4 beams)
     /// and peak memory on a fixed-length workload.

@@ -16,7 +16,9 @@ use std::sync::Arc;
 /// flag overrides the same key of `--config`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// summarization, translation or text2text (T5 family).
+    /// summarization, translation or text2text (T5 family); text-classification (BERT,
+    /// MiniLM, DistilBERT, RoBERTa, XLM-R); causal-lm (Llama, SmolLM2, Mistral, Qwen2, from a
+    /// folder or a GGUF file dequantized to f32).
     #[arg(long)]
     pub task: String,
     /// Model folder or hub-cache name (`t5-small`).
@@ -31,18 +33,35 @@ pub struct TrainArgs {
     /// Hold out this fraction of --train (seeded by --seed) instead of --validation.
     #[arg(long)]
     pub validation_split: Option<f64>,
-    /// Field holding the input text.
-    #[arg(long, default_value = "document")]
-    pub input_field: String,
-    /// Field holding the target text.
-    #[arg(long, default_value = "summary")]
-    pub target_field: String,
+    /// Field holding the input text (default: document; text for text-classification and
+    /// causal-lm, where it is the prompt when --target-field is given).
+    #[arg(long)]
+    pub input_field: Option<String>,
+    /// Field holding the target text (default: summary). causal-lm: the completion of a
+    /// prompt/completion pair, the loss taken on it only (default: none, plain text).
+    #[arg(long)]
+    pub target_field: Option<String>,
+    /// text-classification: field holding the label (default: label). A list of labels
+    /// makes the run multi-label; numbers with --problem-type regression a regression.
+    #[arg(long)]
+    pub label_field: Option<String>,
+    /// text-classification: the labels in index order, comma-separated (default: the
+    /// checkpoint's id2label when its head names every label of the data, else the data's
+    /// labels sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// text-classification: single_label_classification, multi_label_classification or
+    /// regression (default: the checkpoint's problem_type, else multi-label when labels are
+    /// lists, else single-label).
+    #[arg(long)]
+    pub problem_type: Option<String>,
     /// Where checkpoints, the final model, report.md and loss.svg go.
     #[arg(long)]
     pub output: PathBuf,
-    /// Input tokens kept (longer inputs are truncated, with one warning).
-    #[arg(long, default_value_t = 1024)]
-    pub max_source_length: usize,
+    /// Input tokens kept (longer inputs are truncated, with one warning); default 1024, 128
+    /// for text-classification.
+    #[arg(long)]
+    pub max_source_length: Option<usize>,
     /// Target tokens kept (longer targets are truncated, with one warning).
     #[arg(long, default_value_t = 128)]
     pub max_target_length: usize,
@@ -53,7 +72,8 @@ pub struct TrainArgs {
     /// Keep the file order (no shuffling); the order the parity tests use.
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Override the checkpoint's dropout probability (T5: dropout_rate).
+    /// Override the checkpoint's dropout probabilities (T5: dropout_rate; BERT:
+    /// hidden_dropout_prob, attention_probs_dropout_prob and classifier_dropout).
     #[arg(long)]
     pub dropout: Option<f64>,
     /// Stop after this many evaluations without improvement (needs --eval-strategy).
@@ -237,15 +257,36 @@ impl Hooks for Display {
 /// Run `lmrs train`.
 pub fn train(args: TrainArgs) -> Result<()> {
     let training = args.training_arguments()?;
+    let task = TrainTask::parse(&args.task)?;
+    let (input, target) = task.default_fields();
+    let classify = task == TrainTask::TextClassification;
+    if classify && args.target_field.is_some() {
+        anyhow::bail!("text-classification takes --label-field, not --target-field");
+    }
+    if !classify
+        && (args.label_field.is_some() || args.labels.is_some() || args.problem_type.is_some())
+    {
+        anyhow::bail!(
+            "--label-field, --labels and --problem-type are for --task text-classification"
+        );
+    }
     let job = Job {
-        task: TrainTask::parse(&args.task)?,
+        task,
         model: args.model.clone(),
         train_file: args.train.clone(),
         validation_file: args.validation.clone(),
         validation_split: args.validation_split,
-        input_field: args.input_field.clone(),
-        target_field: args.target_field.clone(),
-        max_source_length: args.max_source_length,
+        input_field: args.input_field.clone().unwrap_or_else(|| input.into()),
+        target_field: args
+            .target_field
+            .clone()
+            .or_else(|| args.label_field.clone())
+            .unwrap_or_else(|| target.into()),
+        labels: args.labels.clone(),
+        problem_type: args.problem_type.clone(),
+        max_source_length: args
+            .max_source_length
+            .unwrap_or_else(|| task.default_max_source_length()),
         max_target_length: args.max_target_length,
         source_prefix: args.source_prefix.clone(),
         dropout: args.dropout,

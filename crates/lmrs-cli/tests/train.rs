@@ -13,22 +13,9 @@ fn data() -> String {
     fixture("train/zen.jsonl").display().to_string()
 }
 
-/// `lmrs train` on the Zen of Python with small settings, into `out`.
+/// `lmrs train --task summarization` on the T5 fixture with small settings, into `out`.
 fn train_cmd(out: &Path, extra: &[&str]) -> assert_cmd::Command {
-    let mut c = lmrs();
-    c.args(["train", "--task", "summarization", "--model"])
-        .arg(fixture(MODEL))
-        .args(["--train", &data(), "--output"])
-        .arg(out)
-        .args([
-            "--learning-rate",
-            "1e-3",
-            "--per-device-train-batch-size",
-            "4",
-        ])
-        .args(["--logging-steps", "2", "--json"])
-        .args(extra);
-    c
+    common::train_cmd("summarization", &fixture(MODEL), out, extra)
 }
 
 fn state(dir: &Path) -> Value {
@@ -271,9 +258,9 @@ fn bad_input_is_a_clear_error() {
     assert_fails(
         lmrs()
             .args(["train", "--task", "text-classification", "--model"])
-            .arg(fixture("bert-tiny-cls"))
+            .arg(fixture(MODEL))
             .args(["--train", &data(), "--output"])
             .arg(&fresh),
-        &["not built yet"],
+        &["supports the BERT family", "model_type t5"],
     );
 }

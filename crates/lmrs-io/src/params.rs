@@ -45,6 +45,25 @@ impl ParamStore {
         Ok(t)
     }
 
+    /// Add a new parameter that the checkpoint lacks (a freshly initialized head), before the
+    /// model is loaded: [`crate::Weights`] made trainable with this store then finds it
+    /// under `key` as if the file held it. Replaces an earlier variable of that key.
+    pub fn insert(&self, key: &str, value: &Tensor) -> lmrs_core::candle::Result<()> {
+        let var = Var::from_tensor(value)?;
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_string(), var));
+        Ok(())
+    }
+
+    /// The shape of the variable under `key`, when there is one.
+    pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
+        let vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        vars.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_tensor().dims().to_vec())
+    }
+
     /// Every `(key, variable)` pair, in load order.
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.vars.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -165,8 +165,14 @@ impl Weights {
         }
     }
 
-    /// `true` when the checkpoint holds `name` under the current prefix.
+    /// `true` when the checkpoint holds `name` under the current prefix (for training, also a
+    /// parameter added with [`ParamStore::insert`]).
     pub fn contains(&self, name: &str) -> bool {
+        self.shape(name).is_some()
+    }
+
+    /// `true` when the file itself (not a parameter added for training) holds `name`.
+    pub fn file_contains(&self, name: &str) -> bool {
         let key = self.key(name);
         match &*self.store {
             Store::Safetensors(shards) => shards.iter().any(|s| s.tensors.contains_key(&key)),
@@ -179,6 +185,9 @@ impl Weights {
     /// code checks config sizes against these before allocating anything they imply.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         let key = self.key(name);
+        if let Some(shape) = self.params.as_ref().and_then(|p| p.shape(&key)) {
+            return Some(shape);
+        }
         match &*self.store {
             Store::Safetensors(shards) => shards
                 .iter()

@@ -55,6 +55,12 @@ fn build(config: Value, source: &Path, w: &Weights) -> Result<CausalModel> {
     }
 }
 
+/// Build a decoder-only model from a config and the weights a caller prepared (training
+/// loads through trainable [`Weights`]).
+pub fn load_causal_from(config: Value, source: &Path, w: &Weights) -> Result<CausalModel> {
+    build(config, source, w)
+}
+
 /// Multimodal Gemma 3 configs nest the language model under `text_config`.
 fn text_config(config: Value) -> Value {
     match config.get("text_config") {
@@ -87,6 +93,24 @@ macro_rules! each {
             CausalModel::Gemma3($m) => $body,
         }
     };
+}
+
+impl CausalModel {
+    /// The training forward pass: logits `(b, t, vocab)` at every position of right-padded
+    /// `input_ids` with `attention_mask` (both `(b, t)`), no cache. Llama family only for
+    /// now; GPT-2 and Gemma 3 say so.
+    pub fn forward_train(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> lmrs_core::Result<Tensor> {
+        match self {
+            CausalModel::Llama(m) => m.forward_train(input_ids, attention_mask),
+            CausalModel::Gpt2(_) | CausalModel::Gemma3(_) => Err(lmrs_core::Error::InvalidInput(
+                "training is built for the Llama family (Llama, SmolLM2, Mistral, Qwen2); GPT-2 and Gemma 3 are not yet".into(),
+            )),
+        }
+    }
 }
 
 impl CausalLm for CausalModel {

@@ -269,3 +269,56 @@ pub(crate) fn new_cache(
     cache.set_left_padding(left_padding)?;
     Ok(cache)
 }
+
+/// Checks of a training batch: `(b, t)` ids within the vocabulary, a mask of the same shape,
+/// at most `max_positions` positions.
+pub(crate) fn check_train_input(
+    ids: &Tensor,
+    mask: &Tensor,
+    vocab: usize,
+    max_positions: usize,
+) -> lmrs_core::Result<()> {
+    let (b, t) = ids.dims2()?;
+    let bad = |m: String| lmrs_core::Error::InvalidInput(m);
+    if b == 0 || t == 0 {
+        return Err(bad("an empty training batch".into()));
+    }
+    if mask.dims() != [b, t] {
+        return Err(bad(format!(
+            "attention mask of shape {:?} for ids of shape ({b}, {t})",
+            mask.dims()
+        )));
+    }
+    if t > max_positions {
+        return Err(bad(format!(
+            "a sequence of {t} tokens is longer than the model's {max_positions} positions"
+        )));
+    }
+    let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+    if max as usize >= vocab {
+        return Err(bad(format!(
+            "token id {max} is outside the vocabulary of {vocab}"
+        )));
+    }
+    Ok(())
+}
+
+/// Additive bias `(b, 1, t, t)` for right-padded rows: query `i` sees key `j` when `j <= i`
+/// and `j` is a token (mask 1).
+pub(crate) fn causal_padding_bias(mask: &Tensor) -> lmrs_core::Result<Tensor> {
+    let (b, t) = mask.dims2()?;
+    let rows = mask.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let mut data = Vec::with_capacity(b * t * t);
+    for row in &rows {
+        for i in 0..t {
+            data.extend((0..t).map(|j| {
+                if j > i || row[j] == 0 {
+                    lmrs_nn::MASKED
+                } else {
+                    0.0
+                }
+            }));
+        }
+    }
+    Ok(Tensor::from_vec(data, (b, 1, t, t), mask.device())?)
+}

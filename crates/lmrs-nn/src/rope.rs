@@ -114,7 +114,26 @@ impl RotaryEmbedding {
 /// Rotate `x` `(b, heads, t, dim)` with tables `(b, t, dim/2)` from
 /// [`RotaryEmbedding::cos_sin`].
 pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if crate::mode::tracks_grad(&[x]) {
+        return rope_differentiable(x, cos, sin);
+    }
     candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)
+}
+
+/// [`apply_rope`] from plain tensor ops, for training: the backend's fused rope has no
+/// backward pass. `transformers`' `q * cos + rotate_half(q) * sin`, written per half:
+/// `(x1 cos - x2 sin, x2 cos + x1 sin)`.
+fn rope_differentiable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, _h, t, d) = x.dims4()?;
+    let half = d / 2;
+    // (b, t, d/2) -> (b, 1, t, d/2), broadcast over heads.
+    let cos = cos.reshape((b, 1, t, half))?;
+    let sin = sin.reshape((b, 1, t, half))?;
+    let x1 = x.narrow(3, 0, half)?;
+    let x2 = x.narrow(3, half, half)?;
+    let a = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+    let c = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+    Tensor::cat(&[&a, &c], 3)
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! Training runs the inference module tree: a model is loaded through the same code as for
 //! inference from trainable [`lmrs_io::Weights`], so every weight is an autograd variable, and
 //! the layers take differentiable paths for it (see [`lmrs_nn::mode`]). What this crate adds:
-//! datasets ([`data`]), tasks ([`seq2seq`]), losses ([`loss`]), AdamW and clipping
+//! datasets ([`data`]), tasks ([`seq2seq`], [`classify`], [`causal`]), losses ([`loss`]), AdamW and clipping
 //! ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]), checkpoints
 //! ([`checkpoint`], [`state`]) and the report with its loss picture ([`report`]).
 
 pub mod args;
+pub mod causal;
 pub mod checkpoint;
+pub mod classify;
 pub mod data;
 mod error;
 pub mod loss;
@@ -20,6 +22,7 @@ pub mod schedule;
 pub mod seq2seq;
 pub mod state;
 pub mod task;
+pub mod tokenize;
 pub mod trainer;
 
 pub use args::{IntervalStrategy, TrainingArguments};

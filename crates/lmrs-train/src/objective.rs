@@ -1,6 +1,6 @@
 //! What the training loop needs from a task: its examples, a loss over a micro-batch, its
 //! parameters, and how to write the model out. One implementation per task family
-//! ([`crate::seq2seq`] now; classification and causal LM beside it).
+//! ([`crate::seq2seq`], [`crate::classify`], [`crate::causal`]).
 
 use crate::loss::TokenLoss;
 use crate::Result;
@@ -22,6 +22,16 @@ pub trait Objective {
     /// Forward the micro-batch `batch` and return its summed loss. Dropout applies when the
     /// caller holds [`lmrs_nn::mode::train_mode`].
     fn loss(&self, batch: &[&Self::Example], label_smoothing: f64) -> Result<TokenLoss>;
+
+    /// Task metrics over an evaluation set (accuracy, F1...), without the `eval_` prefix the
+    /// trainer adds; dropout is off. `batch_size`: examples per forward pass.
+    fn eval_metrics(
+        &self,
+        _eval: &[Self::Example],
+        _batch_size: usize,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        Ok(serde_json::Map::new())
+    }
 
     /// Every trainable `(checkpoint key, variable)`, in load order.
     fn params(&self) -> Vec<(String, Var)>;

@@ -133,29 +133,9 @@ impl Seq2SeqObjective {
         Ok((out, cut_src, cut_tgt))
     }
 
-    /// Token ids of `text` with special tokens, cut to `max` keeping the final special token
-    /// (as the tokenizer's `truncation=True` does); `true` when cut.
+    /// Token ids of `text` with special tokens, cut to `max`; `true` when cut.
     fn encode(&self, text: &str, max: usize) -> Result<(Vec<u32>, bool)> {
-        let enc = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
-        let mut ids = enc.get_ids().to_vec();
-        if ids.len() <= max {
-            return Ok((ids, false));
-        }
-        let specials = enc.get_special_tokens_mask();
-        let tail: Vec<u32> = ids
-            .iter()
-            .zip(specials)
-            .rev()
-            .take_while(|(_, &s)| s == 1)
-            .map(|(&i, _)| i)
-            .collect();
-        let keep = max.saturating_sub(tail.len());
-        ids.truncate(keep);
-        ids.extend(tail.into_iter().rev());
-        Ok((ids, true))
+        crate::tokenize::encode_truncated(&self.tokenizer, text, max, true)
     }
 
     /// Collate a micro-batch: `(input_ids, attention_mask, decoder_input_ids)` as `(b, s)`,
@@ -169,15 +149,11 @@ impl Seq2SeqObjective {
                 "an empty input or target in a batch".into(),
             ));
         }
-        let mut ids = Vec::with_capacity(b * s);
-        let mut mask = Vec::with_capacity(b * s);
+        let rows: Vec<&[u32]> = batch.iter().map(|e| e.input_ids.as_slice()).collect();
+        let (ids, mask, _) = crate::tokenize::pad_right(&rows, self.pad);
         let mut dec = Vec::with_capacity(b * t);
         let mut labels = Vec::with_capacity(b * t);
         for e in batch {
-            ids.extend(&e.input_ids);
-            ids.extend(std::iter::repeat_n(self.pad, s - e.input_ids.len()));
-            mask.extend(std::iter::repeat_n(1u32, e.input_ids.len()));
-            mask.extend(std::iter::repeat_n(0u32, s - e.input_ids.len()));
             let row: Vec<i64> = e
                 .labels
                 .iter()

@@ -3,7 +3,10 @@
 //! trains and writes the report.
 
 use crate::args::TrainingArguments;
+use crate::causal::CausalObjective;
+use crate::classify::{ClassificationObjective, LabelOptions, ProblemType};
 use crate::data::Dataset;
+use crate::objective::Objective;
 use crate::seq2seq::{Seq2SeqLimits, Seq2SeqObjective};
 use crate::trainer::{train, EarlyStopping, Hooks, Outcome, RunOptions};
 use crate::{Result, TrainError};
@@ -17,6 +20,8 @@ pub enum TrainTask {
     Summarization,
     Translation,
     Text2text,
+    TextClassification,
+    CausalLm,
 }
 
 impl TrainTask {
@@ -26,14 +31,13 @@ impl TrainTask {
             "summarization" => Self::Summarization,
             "translation" => Self::Translation,
             "text2text" | "text2text-generation" => Self::Text2text,
-            "text-classification" | "causal-lm" => {
-                return Err(TrainError::Unsupported(format!(
-                    "--task {s} is not built yet; summarization, translation and text2text are"
-                )))
+            "text-classification" | "sequence-classification" | "classification" => {
+                Self::TextClassification
             }
+            "causal-lm" | "text-generation" | "sft" => Self::CausalLm,
             _ => {
                 return Err(TrainError::Args(format!(
-                    "unknown --task '{s}' (summarization, translation, text2text)"
+                    "unknown --task '{s}' (summarization, translation, text2text, text-classification, causal-lm)"
                 )))
             }
         })
@@ -44,6 +48,27 @@ impl TrainTask {
             Self::Summarization => "summarization",
             Self::Translation => "translation",
             Self::Text2text => "text2text",
+            Self::TextClassification => "text-classification",
+            Self::CausalLm => "causal-lm",
+        }
+    }
+
+    /// The field names a dataset uses when no flag says: `(input, target or label)`; an
+    /// empty target for causal-lm means plain text (no completion field).
+    pub fn default_fields(self) -> (&'static str, &'static str) {
+        match self {
+            Self::TextClassification => ("text", "label"),
+            Self::CausalLm => ("text", ""),
+            _ => ("document", "summary"),
+        }
+    }
+
+    /// Input tokens kept when no flag says (`run_summarization.py`'s 1024,
+    /// `run_classification.py`'s 128, `SFTConfig`'s `max_length` 1024).
+    pub fn default_max_source_length(self) -> usize {
+        match self {
+            Self::TextClassification => 128,
+            _ => 1024,
         }
     }
 }
@@ -57,12 +82,18 @@ pub struct Job {
     pub validation_file: Option<PathBuf>,
     pub validation_split: Option<f64>,
     pub input_field: String,
+    /// The target text (seq2seq), the label (classification) or the completion (causal-lm;
+    /// empty: plain text).
     pub target_field: String,
     pub max_source_length: usize,
     pub max_target_length: usize,
     /// `None`: the checkpoint's prefix for summarization/translation, none for text2text.
     pub source_prefix: Option<String>,
     pub dropout: Option<f64>,
+    /// Classification: `--labels`, in index order.
+    pub labels: Option<Vec<String>>,
+    /// Classification: `--problem-type`.
+    pub problem_type: Option<String>,
     pub no_shuffle: bool,
     pub early_stopping: Option<EarlyStopping>,
     /// Continue from the last checkpoint in the output folder (`true`) or this one.
@@ -96,31 +127,177 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
     job.args.validate()?;
     let out = PathBuf::from(&job.args.output_dir);
     let resume_from = prepare_output(&out, job)?;
-    let files = resolve_model(&job.model)?;
-    let obj = Seq2SeqObjective::load(&files, job.dropout)?;
-    let mut warnings = Vec::new();
-    let prefix = match &job.source_prefix {
-        Some(p) => p.clone(),
-        None if job.task == TrainTask::Text2text => String::new(),
-        None => match obj.task_prefix(job.task.name()) {
-            Some(p) => p,
-            None => {
-                // As run_summarization.py warns for T5 without --source_prefix.
-                warnings.push(format!(
-                    "the checkpoint has no '{}' prefix in task_specific_params and no --source-prefix was given: inputs get none",
-                    job.task.name()
+    let source = lmrs_io::resolve(&job.model, None)?;
+    let (train_set, eval_set) = read_data(job)?;
+    let mut run = Prepared {
+        job,
+        out,
+        resume_from,
+        warnings: Vec::new(),
+        extra: common_extra(job),
+    };
+    // Seq2seq and classification read an HF folder; causal-lm also a GGUF file.
+    let folder = || -> Result<ModelFiles> {
+        match &source {
+            ModelSource::HfFolder(dir) => Ok(ModelFiles::from_folder(dir)?),
+            ModelSource::Gguf(p) => Err(TrainError::Unsupported(format!(
+                "{}: --task {} needs a safetensors folder; GGUF files train with --task causal-lm",
+                p.display(),
+                job.task.name()
+            ))),
+        }
+    };
+    match job.task {
+        TrainTask::CausalLm => {
+            // The Llama family trains without dropout (attention_dropout is 0.0 in every
+            // checkpoint of it we load); a request for some is refused, not ignored.
+            if job.dropout.is_some_and(|p| p != 0.0) {
+                return Err(TrainError::Args(
+                    "--dropout: causal-lm training applies no dropout (Llama-family attention_dropout is not built); pass 0 or leave it out".into(),
                 ));
-                String::new()
             }
-        },
-    };
-    let limits = Seq2SeqLimits {
-        source_prefix: prefix.clone(),
-        max_source_length: job.max_source_length,
-        max_target_length: job.max_target_length,
-    };
+            let obj = CausalObjective::load(&source)?;
+            let completion = (!job.target_field.is_empty()).then_some(job.target_field.as_str());
+            let tokenize = |d: &Dataset, what: &str| -> Result<Vec<_>> {
+                let completions = completion.map(|f| d.texts(f)).transpose()?;
+                let (ex, cut) = obj.tokenize(
+                    &d.texts(&job.input_field)?,
+                    completions.as_deref(),
+                    job.max_source_length,
+                )?;
+                run.truncated(
+                    cut,
+                    what,
+                    "sequences",
+                    "--max-source-length",
+                    job.max_source_length,
+                );
+                Ok(ex)
+            };
+            let (train_ex, eval_ex) = both(&train_set, eval_set.as_ref(), tokenize)?;
+            run.extra
+                .insert("lmrs_completion_field".into(), json!(completion));
+            run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
+        }
+        TrainTask::TextClassification => {
+            let opts = LabelOptions {
+                labels: job.labels.clone(),
+                problem_type: job
+                    .problem_type
+                    .as_deref()
+                    .map(ProblemType::parse)
+                    .transpose()?,
+            };
+            let mut all = vec![(&train_set, job.target_field.as_str())];
+            if let Some(e) = &eval_set {
+                all.push((e, job.target_field.as_str()));
+            }
+            let obj =
+                ClassificationObjective::load(&folder()?, job.dropout, &opts, &all, job.args.seed)?;
+            let tokenize = |d: &Dataset, what: &str| -> Result<Vec<_>> {
+                let (ex, cut) = obj.tokenize(
+                    d,
+                    &job.input_field,
+                    &job.target_field,
+                    job.max_source_length,
+                )?;
+                run.truncated(
+                    cut,
+                    what,
+                    "inputs",
+                    "--max-source-length",
+                    job.max_source_length,
+                );
+                Ok(ex)
+            };
+            let (train_ex, eval_ex) = both(&train_set, eval_set.as_ref(), tokenize)?;
+            run.extra
+                .insert("lmrs_label_field".into(), json!(job.target_field));
+            run.extra.insert("lmrs_labels".into(), json!(obj.labels()));
+            run.extra
+                .insert("lmrs_problem_type".into(), json!(obj.problem_type().name()));
+            run.extra
+                .insert("lmrs_kept_head".into(), json!(obj.kept_head()));
+            if !obj.kept_head() {
+                run.warnings.push(format!(
+                    "a new classification head for {} labels was initialized (normal, std initializer_range); train it before use",
+                    obj.labels().len()
+                ));
+            }
+            run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
+        }
+        TrainTask::Summarization | TrainTask::Translation | TrainTask::Text2text => {
+            let obj = Seq2SeqObjective::load(&folder()?, job.dropout)?;
+            let prefix = match &job.source_prefix {
+                Some(p) => p.clone(),
+                None if job.task == TrainTask::Text2text => String::new(),
+                None => match obj.task_prefix(job.task.name()) {
+                    Some(p) => p,
+                    None => {
+                        // As run_summarization.py warns for T5 without --source_prefix.
+                        run.warnings.push(format!(
+                            "the checkpoint has no '{}' prefix in task_specific_params and no --source-prefix was given: inputs get none",
+                            job.task.name()
+                        ));
+                        String::new()
+                    }
+                },
+            };
+            let limits = Seq2SeqLimits {
+                source_prefix: prefix.clone(),
+                max_source_length: job.max_source_length,
+                max_target_length: job.max_target_length,
+            };
+            let tokenize = |d: &Dataset, what: &str| -> Result<Vec<_>> {
+                let (ex, cut_s, cut_t) = obj.tokenize(
+                    &d.texts(&job.input_field)?,
+                    &d.texts(&job.target_field)?,
+                    &limits,
+                )?;
+                run.truncated(
+                    cut_s,
+                    what,
+                    "inputs",
+                    "--max-source-length",
+                    job.max_source_length,
+                );
+                run.truncated(
+                    cut_t,
+                    what,
+                    "targets",
+                    "--max-target-length",
+                    job.max_target_length,
+                );
+                Ok(ex)
+            };
+            let (train_ex, eval_ex) = both(&train_set, eval_set.as_ref(), tokenize)?;
+            run.extra
+                .insert("lmrs_target_field".into(), json!(job.target_field));
+            run.extra.insert("lmrs_source_prefix".into(), json!(prefix));
+            run.extra.insert(
+                "lmrs_max_target_length".into(),
+                json!(job.max_target_length),
+            );
+            run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
+        }
+    }
+}
+
+/// The training and validation datasets a job names.
+/// `tokenize` applied to the training set and to the validation set when there is one.
+fn both<E>(
+    train: &Dataset,
+    eval: Option<&Dataset>,
+    mut tokenize: impl FnMut(&Dataset, &str) -> Result<Vec<E>>,
+) -> Result<(Vec<E>, Option<Vec<E>>)> {
+    let train_ex = tokenize(train, "training")?;
+    let eval_ex = eval.map(|d| tokenize(d, "validation")).transpose()?;
+    Ok((train_ex, eval_ex))
+}
+
+fn read_data(job: &Job) -> Result<(Dataset, Option<Dataset>)> {
     let data = Dataset::read(&job.train_file)?;
-    let (train_set, eval_set) = match (&job.validation_file, job.validation_split) {
+    Ok(match (&job.validation_file, job.validation_split) {
         (Some(_), Some(_)) => {
             return Err(TrainError::Args(
                 "give --validation or --validation-split, not both".into(),
@@ -132,32 +309,11 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
             (t, Some(v))
         }
         (None, None) => (data, None),
-    };
-    let mut tokenize = |d: &Dataset, what: &str| -> Result<Vec<_>> {
-        let (ex, cut_s, cut_t) = obj.tokenize(
-            &d.texts(&job.input_field)?,
-            &d.texts(&job.target_field)?,
-            &limits,
-        )?;
-        if cut_s > 0 {
-            warnings.push(format!(
-                "{cut_s} {what} inputs were longer than --max-source-length {} tokens and were truncated",
-                job.max_source_length
-            ));
-        }
-        if cut_t > 0 {
-            warnings.push(format!(
-                "{cut_t} {what} targets were longer than --max-target-length {} tokens and were truncated",
-                job.max_target_length
-            ));
-        }
-        Ok(ex)
-    };
-    let train_ex = tokenize(&train_set, "training")?;
-    let eval_ex = match &eval_set {
-        Some(d) => Some(tokenize(d, "validation")?),
-        None => None,
-    };
+    })
+}
+
+/// What every task records in `training_args.json` beyond `TrainingArguments`.
+fn common_extra(job: &Job) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert("lmrs_task".into(), json!(job.task.name()));
     extra.insert("lmrs_model".into(), json!(job.model));
@@ -165,15 +321,9 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
     extra.insert("lmrs_validation_file".into(), json!(job.validation_file));
     extra.insert("lmrs_validation_split".into(), json!(job.validation_split));
     extra.insert("lmrs_input_field".into(), json!(job.input_field));
-    extra.insert("lmrs_target_field".into(), json!(job.target_field));
-    extra.insert("lmrs_source_prefix".into(), json!(prefix));
     extra.insert(
         "lmrs_max_source_length".into(),
         json!(job.max_source_length),
-    );
-    extra.insert(
-        "lmrs_max_target_length".into(),
-        json!(job.max_target_length),
     );
     extra.insert("lmrs_dropout".into(), json!(job.dropout));
     extra.insert("lmrs_no_shuffle".into(), json!(job.no_shuffle));
@@ -181,33 +331,69 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
         extra.insert("early_stopping_patience".into(), json!(es.patience));
         extra.insert("early_stopping_threshold".into(), json!(es.threshold));
     }
-    let opts = RunOptions {
-        no_shuffle: job.no_shuffle,
-        early_stopping: job.early_stopping,
-        resume_from,
-        extra_args: extra,
-    };
-    let outcome = train(&obj, &job.args, &train_ex, eval_ex.as_deref(), &opts, hooks)?;
-    let metric = job
-        .args
-        .metric_for_best_model
-        .as_ref()
-        .map(|_| job.args.best_metric_key())
-        .filter(|k| k != "eval_loss");
-    crate::report::plot(&outcome.state, metric.as_deref(), &out.join("loss.svg"))?;
-    crate::report::write_report(
-        &outcome.state,
-        &format!("lmrs train: {} of {}", job.task.name(), job.model),
-        "loss.svg",
-        &out.join("report.md"),
-    )?;
-    Ok(JobReport {
-        outcome,
-        warnings,
-        output_dir: out,
-        train_examples: train_ex.len(),
-        eval_examples: eval_ex.map_or(0, |e| e.len()),
-    })
+    extra
+}
+
+/// A job with its data read, up to the training loop.
+struct Prepared<'a> {
+    job: &'a Job,
+    out: PathBuf,
+    resume_from: Option<PathBuf>,
+    warnings: Vec<String>,
+    extra: Map<String, Value>,
+}
+
+impl Prepared<'_> {
+    /// One warning per kind of truncation, as the tokenizers warn once.
+    fn truncated(&mut self, n: usize, set: &str, what: &str, flag: &str, limit: usize) {
+        if n > 0 {
+            self.warnings.push(format!(
+                "{n} {set} {what} were longer than {flag} {limit} tokens and were truncated"
+            ));
+        }
+    }
+
+    /// Train, then write the loss picture and the report.
+    fn finish<O: Objective>(
+        self,
+        obj: &O,
+        train_ex: &[O::Example],
+        eval_ex: Option<&[O::Example]>,
+        hooks: &mut dyn Hooks,
+    ) -> Result<JobReport> {
+        let job = self.job;
+        let opts = RunOptions {
+            no_shuffle: job.no_shuffle,
+            early_stopping: job.early_stopping,
+            resume_from: self.resume_from,
+            extra_args: self.extra,
+        };
+        let outcome = train(obj, &job.args, train_ex, eval_ex, &opts, hooks)?;
+        let metric = job
+            .args
+            .metric_for_best_model
+            .as_ref()
+            .map(|_| job.args.best_metric_key())
+            .filter(|k| k != "eval_loss");
+        crate::report::plot(
+            &outcome.state,
+            metric.as_deref(),
+            &self.out.join("loss.svg"),
+        )?;
+        crate::report::write_report(
+            &outcome.state,
+            &format!("lmrs train: {} of {}", job.task.name(), job.model),
+            "loss.svg",
+            &self.out.join("report.md"),
+        )?;
+        Ok(JobReport {
+            outcome,
+            warnings: self.warnings,
+            output_dir: self.out,
+            train_examples: train_ex.len(),
+            eval_examples: eval_ex.map_or(0, |e| e.len()),
+        })
+    }
 }
 
 /// Refuse to write into a non-empty output folder unless asked; find the checkpoint to

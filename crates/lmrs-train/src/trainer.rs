@@ -145,6 +145,7 @@ pub fn train<O: Objective>(
         obj,
         args,
         opts,
+        max_steps,
         out: &out,
         args_json: &args_json,
         eval,
@@ -291,6 +292,8 @@ struct Run<'a, O: Objective> {
     obj: &'a O,
     args: &'a TrainingArguments,
     opts: &'a RunOptions,
+    /// The step the run ends at (the Trainer evaluates and saves there under `steps`).
+    max_steps: usize,
     out: &'a Path,
     args_json: &'a Value,
     eval: Option<&'a [O::Example]>,
@@ -322,8 +325,13 @@ impl<O: Objective> Run<'_, O> {
         if step.is_multiple_of(a.logging_steps) {
             self.log_train(state, grad_norm, lr, hooks);
         }
+        // The last step also evaluates and saves under the `steps` strategies, as the
+        // Trainer's DefaultFlowCallback does.
+        let last = step >= self.max_steps;
         let mut stop = false;
-        if due(a.eval_strategy, a.eval_every()) {
+        if due(a.eval_strategy, a.eval_every())
+            || (last && a.eval_strategy == IntervalStrategy::Steps)
+        {
             let metrics = self.evaluate(state)?;
             hooks.on_log(&metrics);
             let key = a.best_metric_key();
@@ -345,18 +353,21 @@ impl<O: Objective> Run<'_, O> {
                 if state.best_metric.is_none_or(|best| better(value, best)) {
                     state.best_metric = Some(value);
                     state.best_global_step = Some(step);
-                    if a.save_strategy != IntervalStrategy::No {
-                        state.best_model_checkpoint = Some(
-                            self.out
-                                .join(format!("checkpoint-{step}"))
-                                .display()
-                                .to_string(),
-                        );
-                    }
                 }
             }
         }
-        if due(a.save_strategy, a.save_steps) || (stop && a.save_strategy != IntervalStrategy::No) {
+        let save = due(a.save_strategy, a.save_steps)
+            || (stop && a.save_strategy != IntervalStrategy::No)
+            || (last && a.save_strategy == IntervalStrategy::Steps);
+        if save {
+            // The best checkpoint is the best step's folder once it exists on disk (saved now
+            // or before); an evaluation between saves names none (`_save_checkpoint`).
+            if let Some(best) = state.best_global_step {
+                let dir = self.out.join(format!("checkpoint-{best}"));
+                if best == step || dir.is_dir() {
+                    state.best_model_checkpoint = Some(dir.display().to_string());
+                }
+            }
             save_checkpoint(self, opt, state)?;
         }
         Ok(stop)
@@ -395,10 +406,16 @@ impl<O: Objective> Run<'_, O> {
             let mean = l.sum.to_scalar::<f32>()? as f64 / l.count.max(1) as f64;
             total += mean * b.len() as f64;
         }
+        let task = self
+            .obj
+            .eval_metrics(eval, self.args.per_device_eval_batch_size)?;
         let secs = t0.elapsed().as_secs_f64();
         let mut m = Map::new();
         m.insert("epoch".into(), json!(state.epoch));
         m.insert("eval_loss".into(), json!(total / eval.len().max(1) as f64));
+        for (k, v) in task {
+            m.insert(format!("eval_{k}"), v);
+        }
         m.insert("eval_runtime".into(), json!(secs));
         m.insert(
             "eval_samples_per_second".into(),

@@ -214,3 +214,25 @@ pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut Map<String, Value>)) {
     edit(&mut cfg);
     std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
 }
+
+/// `lmrs train --task TASK --model MODEL` on the Zen of Python fixture
+/// (`tests/fixtures/train/zen.jsonl`) with small settings (lr 1e-3, batch 4, a log every 2
+/// steps, `--json`), into `out`, then `extra`.
+pub fn train_cmd(task: &str, model: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = lmrs();
+    c.args(["train", "--task", task, "--model"])
+        .arg(model)
+        .arg("--train")
+        .arg(fixture("train/zen.jsonl"))
+        .arg("--output")
+        .arg(out)
+        .args([
+            "--learning-rate",
+            "1e-3",
+            "--per-device-train-batch-size",
+            "4",
+        ])
+        .args(["--logging-steps", "2", "--json"])
+        .args(extra);
+    c
+}

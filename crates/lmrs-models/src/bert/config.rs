@@ -58,6 +58,21 @@ pub struct BertConfig {
     /// `BertForSequenceClassification`...).
     #[serde(default)]
     pub architectures: Option<Vec<String>>,
+    /// Dropout after the embeddings and inside every layer, in training only (default 0.1;
+    /// DistilBERT's `dropout`).
+    #[serde(default = "d_dropout", alias = "dropout")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on the attention probabilities, in training only (default 0.1; DistilBERT's
+    /// `attention_dropout`).
+    #[serde(default = "d_dropout", alias = "attention_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout before a classification head's output layer; `None` falls back to
+    /// `hidden_dropout_prob` (DistilBERT's `seq_classif_dropout`, default 0.2 there).
+    #[serde(default, alias = "seq_classif_dropout")]
+    pub classifier_dropout: Option<f64>,
+    /// Standard deviation of the normal initialization of new layers (default 0.02).
+    #[serde(default = "d_init_range")]
+    pub initializer_range: f64,
     /// Where the config came from (for error messages).
     #[serde(skip)]
     pub source: std::path::PathBuf,
@@ -89,6 +104,12 @@ fn d_types() -> usize {
 }
 fn d_eps() -> f64 {
     1e-12
+}
+fn d_dropout() -> f64 {
+    0.1
+}
+fn d_init_range() -> f64 {
+    0.02
 }
 
 /// The member of the BERT family a `model_type` names; decides key names, position numbering
@@ -142,6 +163,18 @@ impl BertConfig {
             )));
         }
         crate::sizes::positive_f64(path, "layer_norm_eps", self.layer_norm_eps)?;
+        for (name, p) in [
+            ("hidden_dropout_prob", Some(self.hidden_dropout_prob)),
+            (
+                "attention_probs_dropout_prob",
+                Some(self.attention_probs_dropout_prob),
+            ),
+            ("classifier_dropout", self.classifier_dropout),
+        ] {
+            if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
+                return Err(err(format!("'{name}' = {p} is not in [0, 1)")));
+            }
+        }
         self.activation().map_err(err)?;
         if let PositionIds::AfterPadding(p) = self.position_ids() {
             if self.max_position_embeddings <= p as usize + 2 {
@@ -184,6 +217,23 @@ impl BertConfig {
                     .unwrap_or_else(|| format!("LABEL_{i}"))
             })
             .collect()
+    }
+
+    /// The dropout of a classification head: `classifier_dropout`, else DistilBERT's
+    /// default 0.2, else `hidden_dropout_prob` (as each `*ForSequenceClassification` reads it).
+    pub fn head_dropout(&self) -> f64 {
+        match (self.classifier_dropout, self.family()) {
+            (Some(p), _) => p,
+            (None, Family::DistilBert) => 0.2,
+            (None, _) => self.hidden_dropout_prob,
+        }
+    }
+
+    /// Every dropout probability set to `p` (`lmrs train --dropout`).
+    pub fn set_dropout(&mut self, p: f64) {
+        self.hidden_dropout_prob = p;
+        self.attention_probs_dropout_prob = p;
+        self.classifier_dropout = Some(p);
     }
 
     /// The family member `model_type` names.

@@ -28,6 +28,9 @@ enum SequenceHead {
 pub struct BertForSequenceClassification {
     bert: BertModel,
     head: SequenceHead,
+    /// The head's dropout ([`BertConfig::head_dropout`]), in training only: before the
+    /// classifier (BERT, DistilBERT), before both head layers (RoBERTa).
+    dropout: f64,
 }
 
 impl BertForSequenceClassification {
@@ -58,6 +61,7 @@ impl BertForSequenceClassification {
         };
         Ok(Self {
             head,
+            dropout: cfg.head_dropout(),
             bert: BertModel::load(w, cfg)?,
         })
     }
@@ -72,23 +76,25 @@ impl BertForSequenceClassification {
         let hidden = self
             .bert
             .encode(input_ids, attention_mask, token_type_ids)?;
+        let drop = |x: &Tensor| lmrs_nn::mode::dropout(x, self.dropout);
         match &self.head {
             SequenceHead::Pooler(classifier) => {
                 let pooled = self.bert.pool(&hidden)?.ok_or_else(|| {
                     lmrs_core::Error::InvalidInput("the model has no pooler".into())
                 })?;
-                Ok(classifier.forward(&pooled)?)
+                Ok(classifier.forward(&drop(&pooled)?)?)
             }
             SequenceHead::Roberta { dense, out_proj } => {
-                let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-                Ok(out_proj.forward(&dense.forward(&first)?.tanh()?)?)
+                let first = drop(&hidden.narrow(1, 0, 1)?.squeeze(1)?)?;
+                Ok(out_proj.forward(&drop(&dense.forward(&first)?.tanh()?)?)?)
             }
             SequenceHead::DistilBert {
                 pre_classifier,
                 classifier,
             } => {
                 let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-                Ok(classifier.forward(&pre_classifier.forward(&first)?.relu()?)?)
+                let h = drop(&pre_classifier.forward(&first)?.relu()?)?;
+                Ok(classifier.forward(&h)?)
             }
         }
     }

@@ -10,6 +10,6 @@ mod config;
 mod heads;
 mod model;
 
-pub use config::{BertConfig, PositionIds};
+pub use config::{BertConfig, Family, PositionIds};
 pub use heads::{BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification};
 pub use model::BertModel;

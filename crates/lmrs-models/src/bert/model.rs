@@ -9,9 +9,10 @@ use lmrs_nn::kernels::encoder_attention::{self_attention, AttentionShape};
 use lmrs_nn::kernels::gemm::{self, PackedMatrix};
 use lmrs_nn::kernels::layer_norm::add_layer_norm;
 use lmrs_nn::kernels::vmath::Act;
+use lmrs_nn::mode::dropout;
 use lmrs_nn::{
-    attend, merge_heads, padding_mask_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
-    MASKED,
+    attend_with_dropout, merge_heads, padding_mask_bias, split_heads, Activation, Embedding,
+    LayerNorm, Linear, MASKED,
 };
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ struct BertEmbeddings {
     token_type_embeddings: Option<Embedding>,
     layer_norm: LayerNorm,
     positions: PositionIds,
+    /// `hidden_dropout_prob`, after the LayerNorm (training only).
+    dropout: f64,
 }
 
 impl BertEmbeddings {
@@ -46,6 +49,7 @@ impl BertEmbeddings {
             },
             layer_norm: LayerNorm::load(&w.pp("LayerNorm"), d, cfg.layer_norm_eps)?,
             positions: cfg.position_ids(),
+            dropout: cfg.hidden_dropout_prob,
         })
     }
 
@@ -85,7 +89,10 @@ impl BertEmbeddings {
                 (words + self.position_embeddings.forward(&pos)?)?
             }
         };
-        Ok(self.layer_norm.forward(&x)?)
+        Ok(lmrs_nn::mode::dropout(
+            &self.layer_norm.forward(&x)?,
+            self.dropout,
+        )?)
     }
 }
 
@@ -174,6 +181,12 @@ struct BertLayer {
     output_norm: LayerNorm,
     heads: usize,
     act: Activation,
+    /// Training-only dropout: on the attention probabilities, after the attention output
+    /// projection (BERT's `BertSelfOutput`; DistilBERT has none there) and after the
+    /// feed-forward output.
+    attention_dropout: f64,
+    attention_output_dropout: f64,
+    output_dropout: f64,
 }
 
 impl BertLayer {
@@ -194,6 +207,12 @@ impl BertLayer {
             output_norm: LayerNorm::load(&w.pp(n.output_norm), d, eps)?,
             heads: cfg.num_attention_heads,
             act,
+            attention_dropout: cfg.attention_probs_dropout_prob,
+            attention_output_dropout: match cfg.family() {
+                Family::DistilBert => 0.0,
+                _ => cfg.hidden_dropout_prob,
+            },
+            output_dropout: cfg.hidden_dropout_prob,
         })
     }
 
@@ -203,18 +222,23 @@ impl BertLayer {
         let k = split_heads(&self.key.forward(x)?, self.heads)?;
         let v = split_heads(&self.value.forward(x)?, self.heads)?;
         let scale = 1.0 / (q.dim(3)? as f64).sqrt();
-        let ctx = merge_heads(&attend(&q, &k, &v, Some(bias), Some(scale))?)?;
-        let x = self
-            .attention_norm
-            .forward(&(self.attention_output.forward(&ctx)? + x)?)?;
+        let ctx = attend_with_dropout(&q, &k, &v, Some(bias), Some(scale), self.attention_dropout)?;
+        let ctx = merge_heads(&ctx)?;
+        let attended = dropout(
+            &self.attention_output.forward(&ctx)?,
+            self.attention_output_dropout,
+        )?;
+        let x = self.attention_norm.forward(&(attended + x)?)?;
         let h = self.act.apply(&self.intermediate.forward(&x)?)?;
-        Ok(self.output_norm.forward(&(self.output.forward(&h)? + x)?)?)
+        let out = dropout(&self.output.forward(&h)?, self.output_dropout)?;
+        Ok(self.output_norm.forward(&(out + x)?)?)
     }
 }
 
 impl BertLayer {
     /// The layer's weights packed for lmrs's CPU kernels, when they apply: every weight dense
-    /// f32 on the CPU, and a CPU with AVX2/FMA (elsewhere the tensor path is as fast).
+    /// f32 on the CPU and not being trained (the kernels have no backward pass), and a CPU
+    /// with AVX2/FMA (elsewhere the tensor path is as fast).
     fn packed(&self) -> Result<Option<PackedLayer>> {
         let projections = [
             &self.query,
@@ -224,7 +248,7 @@ impl BertLayer {
             &self.intermediate,
             &self.output,
         ];
-        let usable = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        let usable = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu() && !t.track_op();
         if !gemm::accelerated()
             || !projections
                 .iter()

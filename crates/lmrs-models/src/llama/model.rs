@@ -39,13 +39,13 @@ impl Attention {
         })
     }
 
-    /// `x` `(b, t, d)` → `(b, t, d)`.
+    /// `x` `(b, t, d)` → `(b, t, d)`. With a cache, keys and values join it (layer
+    /// `layer`); without, the `t` positions attend among themselves (training).
     fn forward(
         &self,
         x: &Tensor,
         rope: &Rope,
-        layer: usize,
-        cache: &mut CausalCache,
+        cache: Option<(&mut CausalCache, usize)>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let hd = self.head_dim;
@@ -60,7 +60,10 @@ impl Attention {
         let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
         let q = apply_rope(&q, &rope.cos, &rope.sin)?;
         let k = apply_rope(&k, &rope.cos, &rope.sin)?;
-        let (k, v) = cache.layer(layer)?.append(&k, &v)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.layer(layer)?.append(&k, &v)?,
+            None => (k, v),
+        };
         let scale = 1.0 / (hd as f64).sqrt();
         let y = attend_grouped(&q, &k, &v, rope.bias.as_ref(), scale, None)?;
         Ok(self.o_proj.forward(&merge_heads(&y)?)?)
@@ -147,6 +150,36 @@ impl Llama {
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
+
+    /// The training forward pass: logits `(b, t, vocab)` at every position of right-padded
+    /// `input_ids` `(b, t)` with `attention_mask` `(b, t)` (1 for tokens, 0 for padding), no
+    /// cache. Positions count from 0 in every row (as `transformers` numbers them without
+    /// `position_ids`); a query sees the earlier real tokens and itself.
+    pub fn forward_train(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        crate::common::check_train_input(
+            input_ids,
+            attention_mask,
+            self.cfg.vocab_size,
+            self.cfg.max_position_embeddings,
+        )?;
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let (cos, sin) = self.rotary.cos_sin(&positions, b, t, &self.device)?;
+        let bias = crate::common::causal_padding_bias(attention_mask)?;
+        let rope = Rope {
+            cos,
+            sin,
+            bias: Some(bias),
+        };
+        let mut x = self.embed_tokens.forward(input_ids)?;
+        for layer in &self.layers {
+            let h = layer.input_layernorm.forward(&x)?;
+            x = (x + layer.self_attn.forward(&h, &rope, None)?)?;
+            let h = layer.post_attention_layernorm.forward(&x)?;
+            x = (x + layer.mlp.forward(&h)?)?;
+        }
+        Ok(self.lm_head.forward(&self.norm.forward(&x)?)?)
+    }
 }
 
 impl CausalLm for Llama {
@@ -187,7 +220,7 @@ impl CausalLm for Llama {
         let mut x = self.embed_tokens.forward(input_ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(&x)?;
-            x = (x + layer.self_attn.forward(&h, &rope, i, cache)?)?;
+            x = (x + layer.self_attn.forward(&h, &rope, Some((&mut *cache, i)))?)?;
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (x + layer.mlp.forward(&h)?)?;
         }

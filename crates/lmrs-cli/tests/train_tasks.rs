@@ -1,0 +1,298 @@
+//! `lmrs train --task text-classification` and `--task causal-lm` as a user runs them: the
+//! folder each leaves is served by the inference commands (`classify`, `generate`), labels and
+//! layouts come from the checkpoint or the flags, a GGUF file trains, and bad input is a clear
+//! error naming the file and line. Numerical parity with `Trainer` is in lmrs-train's tests.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_classifier_trains_evaluates_and_classifies_with_the_checkpoints_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cls");
+    let (stdout, _) = assert_ok(&mut train_cmd(
+        "text-classification",
+        &fixture("train/bert-train"),
+        &out,
+        &[
+            "--input-field",
+            "document",
+            "--max-steps",
+            "8",
+            "--validation-split",
+            "0.25",
+            "--eval-strategy",
+            "steps",
+            "--eval-steps",
+            "4",
+            "--metric-for-best-model",
+            "f1",
+            "--load-best-model-at-end",
+        ],
+    ));
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["global_step"], 8);
+    let state = read_json(&out.join("trainer_state.json"));
+    let evals: Vec<&Value> = state["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("eval_loss").is_some())
+        .collect();
+    assert_eq!(evals.len(), 2);
+    for e in &evals {
+        for k in ["eval_accuracy", "eval_precision", "eval_recall", "eval_f1"] {
+            let v = e[k].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&v), "{k} in {e}");
+        }
+    }
+    assert!(state["best_metric"].is_number(), "best f1 kept");
+    let cfg = read_json(&out.join("config.json"));
+    assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(cfg["id2label"]["0"], "better");
+    assert_eq!(cfg["label2id"]["other"], 1);
+    let args = read_json(&out.join("training_args.json"));
+    assert_eq!(args["lmrs_labels"], serde_json::json!(["better", "other"]));
+    assert_eq!(args["lmrs_kept_head"], true);
+    // The folder is a classifier `lmrs classify` loads, with the labels it was trained on.
+    let (s, _) = assert_ok(lmrs().args(["classify", "--model"]).arg(&out).args([
+        "--json",
+        "--top-k",
+        "2",
+        "Flat is better than nested.",
+    ]));
+    let labels: Vec<String> = s
+        .lines()
+        .flat_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let mut names: Vec<String> = Vec::new();
+            collect_labels(&v, &mut names);
+            names
+        })
+        .collect();
+    assert!(
+        labels.contains(&"better".to_string()) && labels.contains(&"other".to_string()),
+        "{s}"
+    );
+}
+
+/// Every `"label"` string anywhere in `v`.
+fn collect_labels(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("label", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_labels(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_labels(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn new_labels_get_a_new_head_and_a_distilbert_layout_transformers_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cls");
+    // The fixture's head has other labels: --labels makes a new one over these, in this order.
+    let (_, stderr) = assert_ok(&mut train_cmd(
+        "text-classification",
+        &fixture("distilbert-tiny-cls"),
+        &out,
+        &[
+            "--input-field",
+            "document",
+            "--labels",
+            "other,better",
+            "--max-steps",
+            "3",
+        ],
+    ));
+    assert!(
+        stderr.contains("a new classification head for 2 labels"),
+        "{stderr}"
+    );
+    let cfg = read_json(&out.join("config.json"));
+    assert_eq!(
+        cfg["architectures"][0],
+        "DistilBertForSequenceClassification"
+    );
+    assert_eq!(cfg["id2label"]["0"], "other");
+    assert_eq!(cfg["id2label"]["1"], "better");
+    assert_eq!(cfg["problem_type"], "single_label_classification");
+    assert_ok(
+        lmrs()
+            .args(["classify", "--model"])
+            .arg(&out)
+            .args(["--json", "Readability counts."]),
+    );
+}
+
+#[test]
+fn a_causal_lm_trains_on_completions_and_generates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sft");
+    let (stdout, _) = assert_ok(&mut train_cmd(
+        "causal-lm",
+        &fixture("train/llama-train"),
+        &out,
+        &[
+            "--input-field",
+            "prompt",
+            "--target-field",
+            "completion",
+            "--max-source-length",
+            "24",
+            "--max-steps",
+            "6",
+            "--validation-split",
+            "0.2",
+            "--eval-strategy",
+            "steps",
+            "--eval-steps",
+            "3",
+        ],
+    ));
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["global_step"], 6);
+    let state = read_json(&out.join("trainer_state.json"));
+    let log = state["log_history"].as_array().unwrap();
+    let losses: Vec<f64> = log
+        .iter()
+        .filter_map(|e| e.get("loss").and_then(Value::as_f64))
+        .collect();
+    assert_eq!(losses.len(), 3);
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|e| e.get("eval_loss").is_some()).count(),
+        2
+    );
+    let args = read_json(&out.join("training_args.json"));
+    assert_eq!(args["lmrs_completion_field"], "completion");
+    let (s, _) = assert_ok(lmrs().args(["generate", "--model"]).arg(&out).args([
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "Beautiful is better than",
+    ]));
+    assert!(!json_lines(&s).is_empty(), "{s}");
+}
+
+#[test]
+fn a_gguf_file_trains_into_an_hf_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("from-gguf");
+    let gguf = fixture("llama-tiny-gguf/llama-tiny-q8_0.gguf");
+    // Plain text: the loss on every token of the document.
+    assert_ok(&mut train_cmd(
+        "causal-lm",
+        &gguf,
+        &out,
+        &["--input-field", "document", "--max-steps", "2"],
+    ));
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let cfg = read_json(&out.join("config.json"));
+    assert_eq!(cfg["model_type"], "llama");
+    let (s, _) = assert_ok(lmrs().args(["generate", "--model"]).arg(&out).args([
+        "--max-new-tokens",
+        "3",
+        "--json",
+        "Hello",
+    ]));
+    assert!(!json_lines(&s).is_empty(), "{s}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = |n: &str| tmp.path().join(n);
+    let bert = fixture("train/bert-train");
+    // A label outside --labels names the file and the line.
+    assert_fails(
+        &mut train_cmd(
+            "text-classification",
+            &bert,
+            &out("a"),
+            &["--input-field", "document", "--labels", "better,worse"],
+        ),
+        &["zen.jsonl:7", "'other' is not one of the labels"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "text-classification",
+            &bert,
+            &out("b"),
+            &["--input-field", "document", "--problem-type", "regression"],
+        ),
+        &["regression label", "is not a number"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "text-classification",
+            &bert,
+            &out("c"),
+            &["--input-field", "document", "--problem-type", "ordinal"],
+        ),
+        &["ordinal"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "text-classification",
+            &bert,
+            &out("d"),
+            &["--input-field", "document", "--label-field", "grade"],
+        ),
+        &["grade"],
+    );
+    // Flags of another task are refused, not ignored.
+    assert_fails(
+        &mut train_cmd(
+            "causal-lm",
+            &fixture("train/llama-train"),
+            &out("e"),
+            &["--labels", "a,b"],
+        ),
+        &["--labels"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "causal-lm",
+            &fixture("train/llama-train"),
+            &out("f"),
+            &["--input-field", "document", "--dropout", "0.1"],
+        ),
+        &["--dropout", "no dropout"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "causal-lm",
+            &fixture("gpt2-tiny"),
+            &out("g"),
+            &["--input-field", "document"],
+        ),
+        &["Llama family"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "text-classification",
+            &fixture("llama-tiny-gguf/llama-tiny-f32.gguf"),
+            &out("h"),
+            &["--input-field", "document"],
+        ),
+        &["GGUF files train with --task causal-lm"],
+    );
+}
