@@ -4,6 +4,7 @@
 use crate::text::{pad_right, Detailed, Encoded, TextTokenizer};
 use crate::{PipelineError, Result};
 use lmrs_core::Device;
+use lmrs_generate::select::argmax;
 use lmrs_io::ModelFiles;
 use lmrs_models::registry::{load_token_classifier, TokenClassifier};
 use std::path::{Path, PathBuf};
@@ -79,19 +80,6 @@ struct PreEntity {
     end: usize,
     index: usize,
     is_subword: bool,
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 fn softmax(v: &[f32]) -> Vec<f32> {
