@@ -63,6 +63,8 @@ def main():
     worst = 0.0
     for ref_file in sorted(FIX.glob("*.json")):
         ref = json.loads(ref_file.read_text())
+        if "args" not in ref:
+            continue  # not a training run (chat-tokens.json)
         args = ref["args"]
         model_dir = FIX / ref["model"]
         if ref["model"].startswith("t5"):
@@ -80,9 +82,6 @@ def main():
             cmd = [a.lmrs, "train", "--model", str(model_dir), "--train", str(FIX / "zen.jsonl"),
                    "--output", str(out), "--no-shuffle", "--dropout", "0", "--logging-steps", "1",
                    "--save-strategy", "no", *task]
-            if task[1] == "causal-lm":
-                cmd.remove("--dropout")
-                cmd.remove("0")
             for k, v in args.items():
                 cmd += ["--" + k.replace("_", "-"), str(v)]
             subprocess.run(cmd, check=True, capture_output=True)

@@ -1,7 +1,7 @@
 """Reference training runs for lmrs-train's parity tests (tests/fixtures/train/).
 
-Runs transformers' Seq2SeqTrainer on tiny T5 models and Trainer on a tiny BERT classifier and
-a tiny Llama, with dropout 0 and a sequential sampler (lmrs's --no-shuffle), logging every
+Runs transformers' Seq2SeqTrainer on tiny T5 models and Trainer on a tiny BERT classifier, a
+tiny Llama, a tiny GPT-2 and a tiny Gemma 3, with dropout 0 and a sequential sampler (lmrs's --no-shuffle), logging every
 step, and writes per case:
   <case>.json: the arguments, every log_history entry, the logits of the trained model on
                the first batch, and the gradient of every parameter after the first
@@ -13,6 +13,8 @@ aphorism says "better", else "other" (the classifier's task), prompt/completion 
 four words and the rest (the causal LM's task, loss on the completion only).
 
     .venv/bin/python tools/gen_train_references.py   # pinned versions: tools/requirements.txt
+    .venv/bin/python tools/gen_train_references.py gpt2-completion-accum   # only these cases
+                                          # (and their models), the other files untouched
 """
 import codecs
 import json
@@ -22,8 +24,9 @@ import sys
 import torch
 import transformers
 from torch.utils.data import SequentialSampler
-from transformers import (AutoTokenizer, BertForSequenceClassification, DataCollatorForSeq2Seq,
-                          DataCollatorWithPadding, LlamaForCausalLM, Seq2SeqTrainer,
+from transformers import (AutoModelForCausalLM, AutoTokenizer, BertForSequenceClassification,
+                          DataCollatorForSeq2Seq, DataCollatorWithPadding, Gemma3ForCausalLM,
+                          GPT2LMHeadModel, LlamaForCausalLM, Seq2SeqTrainer,
                           Seq2SeqTrainingArguments, T5ForConditionalGeneration, Trainer,
                           TrainingArguments)
 
@@ -68,6 +71,22 @@ CASES = {
         learning_rate=3e-3, weight_decay=0.05, warmup_steps=4, max_grad_norm=0.5,
         per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=20,
         lr_scheduler_type="constant_with_warmup")),
+    # GPT-2 (Conv1D projections stored (in, out), tied head, learned positions): linear decay
+    # with warmup, weight decay (not on LayerNorms or biases), clipping, accumulation over 2
+    # micro-batches (token-weighted, GPT2LMHeadModel's loss takes num_items_in_batch).
+    "gpt2-completion-accum": dict(model="gpt2-train", args=dict(
+        learning_rate=3e-3, weight_decay=0.05, warmup_steps=3, max_grad_norm=1.0,
+        per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=20,
+        lr_scheduler_type="linear")),
+    # Gemma 3 (1 + w norms, q/k norms, sliding-window layers with a window of 8 < the 24-token
+    # sequences, final logit soft-capping, tied scaled embeddings): cosine schedule, weight
+    # decay, tight clipping, accumulation over 2 micro-batches. (No label smoothing: in
+    # transformers 5.23 the Trainer's LabelSmoother fails on causal LMs, shifting the logits
+    # but not the labels.)
+    "gemma3-completion-cosine": dict(model="gemma3-train", args=dict(
+        learning_rate=3e-3, weight_decay=0.05, warmup_steps=0.1, max_grad_norm=0.5,
+        per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=20,
+        lr_scheduler_type="cosine")),
 }
 MAX_LENGTH = 24  # classifier inputs and causal sequences
 MAX_SOURCE, MAX_TARGET, PREFIX = 24, 8, "summarize: "
@@ -155,6 +174,21 @@ def make_encoder_and_decoder():
     tok.save_pretrained(out)
 
 
+def make_gpt2_and_gemma3():
+    """A fresh GPT-2 and a fresh Gemma 3 with the configs and tokenizers of the inference
+    fixtures (Gemma 3 also soft-caps its final logits, to exercise that backward)."""
+    for seed, name, cls, extra in [
+        (202, "gpt2", GPT2LMHeadModel, {}),
+        (203, "gemma3", Gemma3ForCausalLM, {"final_logit_softcapping": 30.0}),
+    ]:
+        torch.manual_seed(seed)
+        tok = AutoTokenizer.from_pretrained(FIX / f"{name}-tiny")
+        cfg = transformers.AutoConfig.from_pretrained(FIX / f"{name}-tiny", **extra)
+        out = OUT / f"{name}-train"
+        cls(cfg).save_pretrained(out)
+        tok.save_pretrained(out)
+
+
 def first_batch_gradients(model, first):
     """The loss of one micro-batch of the untouched model (its own loss: plain CE, mean over
     counted tokens) and each parameter's gradient of it: sum, norm and first 8 values."""
@@ -179,7 +213,7 @@ def completion_features(tok, rows, eos):
         p = tok(r["prompt"])["input_ids"]
         ids = tok(r["prompt"] + r["completion"])["input_ids"] + [eos]
         ids = ids[:MAX_LENGTH]
-        labels = [-100] * len(p) + ids[len(p):]
+        labels = ([-100] * len(p) + ids[len(p):])[:len(ids)]  # a prompt longer than the cut
         feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     return feats
 
@@ -199,7 +233,13 @@ def run_other(name, case, rows):
         feats = classifier_features(tok, rows)
         collator = DataCollatorWithPadding(tok)
     else:
-        model = LlamaForCausalLM.from_pretrained(folder)
+        # No dropout in the reference (GPT-2's default is 0.1); eager attention for GPT-2 and
+        # Gemma 3 (Gemma's recommendation for training; the Llama reference was made with
+        # the default sdpa, which computes the same within rounding).
+        kw = {} if case["model"] == "llama-train" else {"attn_implementation": "eager"}
+        if case["model"] == "gpt2-train":
+            kw.update(embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kw)
         tok.pad_token = tok.pad_token or tok.eos_token
         tok.padding_side = "right"
         feats = completion_features(tok, rows, model.config.eos_token_id)
@@ -254,13 +294,50 @@ def reference(name, case, model, feats, collator, trainer_class, args_class, ext
     }
 
 
+def chat_tokens(rows):
+    """What lmrs's conversational data must tokenize to: `apply_chat_template` of a
+    user/assistant pair built from each Zen row (the whole conversation, and the prompt with
+    `add_generation_prompt`), on the Llama fixture's chat template."""
+    tok = AutoTokenizer.from_pretrained(OUT / "llama-train")
+
+    def ids(messages, gen):
+        out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=gen)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    cases = []
+    for r in rows[:6]:
+        prompt = [{"role": "user", "content": r["prompt"]}]
+        completion = [{"role": "assistant", "content": r["completion"].strip()}]
+        cases.append({"prompt": prompt, "completion": completion,
+                      "prompt_ids": ids(prompt, True), "ids": ids(prompt + completion, False)})
+    return {"model": "llama-train", "cases": cases,
+            "versions": {"transformers": transformers.__version__}}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    only = sys.argv[1:]
+    if not only or "chat-tokens" in only:
+        rows = dataset()
+        (OUT / "chat-tokens.json").write_text(json.dumps(chat_tokens(rows), indent=1) + "\n")
+        only = [c for c in only if c != "chat-tokens"]
+        if not only and sys.argv[1:]:
+            return
+    unknown = [c for c in only if c not in CASES]
+    if unknown:
+        sys.exit(f"unknown cases {unknown}; known: {list(CASES)}")
     rows = dataset()
-    make_models()
-    make_encoder_and_decoder()
+    models = {CASES[c]["model"] for c in only}
+    if not only or models & set(MODELS):
+        make_models()
+    if not only or models & {"bert-train", "llama-train"}:
+        make_encoder_and_decoder()
+    if not only or models & {"gpt2-train", "gemma3-train"}:
+        make_gpt2_and_gemma3()
     torch.manual_seed(0)
     for name, case in CASES.items():
+        if only and name not in only:
+            continue
         ref = run(name, case, rows)
         (OUT / f"{name}.json").write_text(json.dumps(ref, indent=1) + "\n")
         print(name, [round(e["loss"], 4) for e in ref["log_history"] if "loss" in e][:5], file=sys.stderr)

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lmrs_train::augment::Augment;
 use lmrs_train::{
     EarlyStopping, Hooks, IntervalStrategy, Job, Progress, TrainTask, TrainingArguments,
 };
@@ -17,8 +18,8 @@ use std::sync::Arc;
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// summarization, translation or text2text (T5 family); text-classification (BERT,
-    /// MiniLM, DistilBERT, RoBERTa, XLM-R); causal-lm (Llama, SmolLM2, Mistral, Qwen2, from a
-    /// folder or a GGUF file dequantized to f32).
+    /// MiniLM, DistilBERT, RoBERTa, XLM-R); causal-lm (Llama, SmolLM2, Mistral, Qwen2, GPT-2,
+    /// Gemma 3, from a folder or a GGUF file dequantized to f32).
     #[arg(long)]
     pub task: String,
     /// Model folder or hub-cache name (`t5-small`).
@@ -34,7 +35,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub validation_split: Option<f64>,
     /// Field holding the input text (default: document; text for text-classification and
-    /// causal-lm, where it is the prompt when --target-field is given).
+    /// causal-lm, where it is the prompt when --target-field is given). causal-lm also takes
+    /// conversations: a field holding lists of {"role", "content"} messages is rendered with
+    /// the model's chat template (`messages` is found without this flag, as TRL does).
     #[arg(long)]
     pub input_field: Option<String>,
     /// Field holding the target text (default: summary). causal-lm: the completion of a
@@ -73,9 +76,17 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_shuffle: bool,
     /// Override the checkpoint's dropout probabilities (T5: dropout_rate; BERT:
-    /// hidden_dropout_prob, attention_probs_dropout_prob and classifier_dropout).
+    /// hidden_dropout_prob, attention_probs_dropout_prob and classifier_dropout; GPT-2:
+    /// embd_pdrop, attn_pdrop, resid_pdrop; the Llama family and Gemma 3 have none).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Seeded data augmentation of the training inputs (EDA's synonym-free operations):
+    /// `delete=P` drops each word with probability P, `swap=A` swaps max(1, A·words) word
+    /// pairs; `copies=N` (default 1) augmented records follow each original, one operation
+    /// each. Example: --augment delete=0.1,swap=0.1,copies=2. Off by default; the validation
+    /// set is never augmented.
+    #[arg(long)]
+    pub augment: Option<String>,
     /// Stop after this many evaluations without improvement (needs --eval-strategy).
     #[arg(long)]
     pub early_stopping_patience: Option<usize>,
@@ -131,6 +142,9 @@ pub struct TrainArgs {
     pub eval_strategy: Option<String>,
     #[arg(long)]
     pub eval_steps: Option<usize>,
+    /// Evaluate once before training (logged at step 0: where the model starts).
+    #[arg(long)]
+    pub eval_on_start: bool,
     /// no, steps or epoch.
     #[arg(long)]
     pub save_strategy: Option<String>,
@@ -140,11 +154,23 @@ pub struct TrainArgs {
     pub save_total_limit: Option<usize>,
     #[arg(long)]
     pub load_best_model_at_end: bool,
-    /// loss (default).
+    /// loss (default), or a task metric: accuracy, f1... (classification), rouge1, rougeL,
+    /// bleu... (seq2seq with --predict-with-generate).
     #[arg(long)]
     pub metric_for_best_model: Option<String>,
     #[arg(long)]
     pub greater_is_better: Option<bool>,
+    /// Seq2seq: evaluation also generates every validation example and logs eval_rouge1/2/L/Lsum,
+    /// eval_bleu and eval_gen_len (so --metric-for-best-model rouge1 can pick the checkpoint).
+    #[arg(long)]
+    pub predict_with_generate: bool,
+    /// Beams for --predict-with-generate (default: the model's generation_config.json).
+    #[arg(long)]
+    pub generation_num_beams: Option<usize>,
+    /// Length limit (decoder tokens) for --predict-with-generate (default: the model's
+    /// generation_config.json).
+    #[arg(long)]
+    pub generation_max_length: Option<usize>,
     #[arg(long)]
     pub logging_steps: Option<usize>,
     #[arg(long)]
@@ -192,6 +218,13 @@ impl TrainArgs {
             a.metric_for_best_model
                 .clone_from(&self.metric_for_best_model);
         }
+        if self.generation_num_beams.is_some() {
+            a.generation_num_beams = self.generation_num_beams;
+        }
+        if self.generation_max_length.is_some() {
+            a.generation_max_length = self.generation_max_length;
+        }
+        a.predict_with_generate |= self.predict_with_generate;
         if self.greater_is_better.is_some() {
             a.greater_is_better = self.greater_is_better;
         }
@@ -205,6 +238,7 @@ impl TrainArgs {
             a.save_strategy = s.parse::<IntervalStrategy>().context("--save-strategy")?;
         }
         a.load_best_model_at_end |= self.load_best_model_at_end;
+        a.eval_on_start |= self.eval_on_start;
         a.group_by_length |= self.group_by_length;
         a.overwrite_output_dir |= self.overwrite_output_dir;
         Ok(a)
@@ -290,6 +324,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         max_target_length: args.max_target_length,
         source_prefix: args.source_prefix.clone(),
         dropout: args.dropout,
+        augment: args.augment.as_deref().map(Augment::parse).transpose()?,
         no_shuffle: args.no_shuffle,
         early_stopping: args.early_stopping_patience.map(|patience| EarlyStopping {
             patience,

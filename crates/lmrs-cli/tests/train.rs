@@ -114,6 +114,164 @@ fn a_run_leaves_an_hf_folder_state_report_and_picture_and_the_model_summarizes()
     assert!(!token_ids(rec).is_empty(), "{rec}");
 }
 
+/// `--predict-with-generate`: every evaluation logs ROUGE, BLEU and gen_len from generated
+/// text, `--metric-for-best-model rouge1` picks the checkpoint by it, and the chosen model
+/// scores the same ROUGE-1 under `lmrs eval run` (generation and scoring done independently).
+#[test]
+fn predict_with_generate_logs_rouge_and_picks_the_best_checkpoint_by_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let d = data();
+    let gen = [
+        "--generation-max-length",
+        "8",
+        "--generation-num-beams",
+        "2",
+    ];
+    // 40 steps at 1e-2: the tiny model goes from blank outputs to "... is better than".
+    let mut args = vec![
+        "--max-steps",
+        "40",
+        "--validation",
+        &d,
+        "--eval-strategy",
+        "steps",
+        "--eval-steps",
+        "8",
+        "--save-steps",
+        "8",
+        "--load-best-model-at-end",
+        "--metric-for-best-model",
+        "rouge1",
+        "--predict-with-generate",
+        "--eval-on-start",
+    ];
+    args.extend(gen);
+    let mut cmd = lmrs();
+    cmd.args(["train", "--task", "summarization", "--model"])
+        .arg(fixture(MODEL))
+        .args(["--train", &d, "--output"])
+        .arg(&out)
+        .args([
+            "--learning-rate",
+            "1e-2",
+            "--per-device-train-batch-size",
+            "4",
+        ])
+        .args(&args);
+    assert_ok(&mut cmd);
+    let st = state(&out);
+    let evals: Vec<&Value> = st["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("eval_loss").is_some())
+        .collect();
+    // --eval-on-start logs step 0 (where the model starts); it is not a best candidate.
+    assert_eq!(evals.len(), 6);
+    assert_eq!(evals[0]["step"], 0);
+    for e in &evals {
+        for k in ["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"] {
+            let v = e[format!("eval_{k}")].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&v), "{k} {v} in {e}");
+        }
+        // At most 7 tokens after the decoder start (max_length 8).
+        let len = e["eval_gen_len"].as_f64().unwrap();
+        assert!(len > 0.0 && len <= 7.0, "{e}");
+    }
+    // The best is the first strict maximum of eval_rouge1 (the Trainer compares with `>`).
+    let mut best = (0, f64::NEG_INFINITY);
+    for e in &evals[1..] {
+        let v = e["eval_rouge1"].as_f64().unwrap();
+        if v > best.1 {
+            best = (e["step"].as_u64().unwrap(), v);
+        }
+    }
+    assert!(best.1 > 0.0, "the model learned some words: {evals:?}");
+    assert_eq!(st["best_global_step"], best.0, "{st}");
+    assert_eq!(st["best_metric"].as_f64().unwrap(), best.1);
+    // The root folder holds the best model: lmrs eval run generates the same way and scores.
+    let scored = tmp.path().join("scored");
+    let mut cmd = lmrs();
+    cmd.args(["eval", "run", "--task", "summarization", "--model"])
+        .arg(&out)
+        .args(["--input-field", "document", "--reference-field", "summary"])
+        .args(["--max-length", "8", "--num-beams", "2", "--data"])
+        .arg(data())
+        .arg("--output")
+        .arg(&scored);
+    assert_ok(&mut cmd);
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(scored.join("metrics.json")).unwrap())
+            .unwrap();
+    let mean = m["metrics"]["rouge"]["scores"]["rouge1"]["fmeasure"]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!((mean * 100.0 - best.1).abs() < 1e-3, "{mean} vs {}", best.1);
+
+    // A generated-text metric without generation is refused before any work.
+    assert_fails(
+        &mut train_cmd(
+            &tmp.path().join("no"),
+            &["--metric-for-best-model", "rougeL", "--max-steps", "1"],
+        ),
+        &["rougeL", "predict_with_generate"],
+    );
+    // A metric the evaluation does not have names the ones it has.
+    assert_fails(
+        &mut train_cmd(
+            &tmp.path().join("missing"),
+            &[
+                "--max-steps",
+                "2",
+                "--validation",
+                &d,
+                "--eval-strategy",
+                "steps",
+                "--eval-steps",
+                "2",
+                "--metric-for-best-model",
+                "accuracy",
+            ],
+        ),
+        &["no 'eval_accuracy'", "eval_loss"],
+    );
+}
+
+/// `--augment`: augmented copies join the training set only, and the settings are recorded.
+#[test]
+fn augment_adds_seeded_copies_to_the_training_set_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let spec = "delete=0.2,swap=0.1,copies=2";
+    let (stdout, _) = assert_ok(&mut train_cmd(
+        &out,
+        &[
+            "--max-steps",
+            "2",
+            "--validation-split",
+            "0.2",
+            "--augment",
+            spec,
+        ],
+    ));
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    // 19 records, 4 held out; each of the 15 left gets 2 copies.
+    assert_eq!(summary["eval_examples"], 4);
+    assert_eq!(summary["train_examples"], 45);
+    let args: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training_args.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        args["lmrs_augment"],
+        serde_json::json!({"delete": 0.2, "swap": 0.1, "copies": 2})
+    );
+    assert_fails(
+        &mut train_cmd(&tmp.path().join("bad"), &["--augment", "insert=0.1"]),
+        &["--augment 'insert=0.1'", "unknown operation"],
+    );
+}
+
 #[test]
 fn resume_reaches_the_weights_of_an_uninterrupted_run_exactly() {
     let tmp = tempfile::tempdir().unwrap();

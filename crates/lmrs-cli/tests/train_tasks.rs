@@ -190,6 +190,86 @@ fn a_causal_lm_trains_on_completions_and_generates() {
     assert!(!json_lines(&s).is_empty(), "{s}");
 }
 
+/// Conversational JSON Lines built from the Zen rows: `{"messages": [user, assistant]}` or
+/// `{"prompt": [user], "completion": [assistant]}`.
+fn write_conversations(path: &Path, pairs: bool) {
+    let text = std::fs::read_to_string(fixture("train/zen.jsonl")).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let user = serde_json::json!({"role": "user", "content": r["prompt"]});
+        let reply = r["completion"].as_str().unwrap().trim();
+        let assistant = serde_json::json!({"role": "assistant", "content": reply});
+        let rec = if pairs {
+            serde_json::json!({"prompt": [user], "completion": [assistant]})
+        } else {
+            serde_json::json!({"messages": [user, assistant]})
+        };
+        out.push_str(&format!("{rec}\n"));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn chat_train(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> assert_cmd::Command {
+    let mut c = lmrs();
+    c.args(["train", "--task", "causal-lm", "--model"])
+        .arg(model)
+        .arg("--train")
+        .arg(data)
+        .arg("--output")
+        .arg(out)
+        .args(["--max-steps", "2", "--per-device-train-batch-size", "4"])
+        .args(["--max-source-length", "64", "--json"])
+        .args(extra);
+    c
+}
+
+#[test]
+fn chat_data_trains_through_the_chat_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("train/llama-train");
+    // `messages` is found without --input-field (TRL's default), the loss on every token.
+    let data = tmp.path().join("messages.jsonl");
+    write_conversations(&data, false);
+    let out = tmp.path().join("chat");
+    assert_ok(&mut chat_train(&model, &data, &out, &[]));
+    let args = read_json(&out.join("training_args.json"));
+    assert_eq!(args["lmrs_input_field"], "messages");
+    assert_eq!(args["lmrs_chat_template"], true);
+    // Prompt and completion conversations: the loss on the completion only.
+    let data = tmp.path().join("pairs.jsonl");
+    write_conversations(&data, true);
+    let out = tmp.path().join("pairs");
+    assert_ok(&mut chat_train(
+        &model,
+        &data,
+        &out,
+        &["--input-field", "prompt", "--target-field", "completion"],
+    ));
+    let args = read_json(&out.join("training_args.json"));
+    assert_eq!(args["lmrs_chat_template"], true);
+    assert_eq!(args["lmrs_completion_field"], "completion");
+
+    // A model without a chat template, and a malformed message, are clear errors.
+    let (_guard, bare) = copy_fixture("train/llama-train");
+    std::fs::remove_file(bare.join("chat_template.jinja")).unwrap();
+    let out = tmp.path().join("bare");
+    assert_fails(
+        &mut chat_train(&bare, &tmp.path().join("messages.jsonl"), &out, &[]),
+        &["needs a chat template"],
+    );
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n{\"messages\": [{\"role\": \"user\"}]}\n",
+    )
+    .unwrap();
+    assert_fails(
+        &mut chat_train(&model, &bad, &tmp.path().join("bad"), &[]),
+        &["bad.jsonl:2", "has no 'content'"],
+    );
+}
+
 #[test]
 fn a_gguf_file_trains_into_an_hf_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -282,9 +362,9 @@ fn bad_input_is_a_clear_error() {
             "causal-lm",
             &fixture("gpt2-tiny"),
             &out("g"),
-            &["--input-field", "document"],
+            &["--input-field", "document", "--dropout", "1.5"],
         ),
-        &["Llama family"],
+        &["--dropout 1.5 is not in [0, 1)"],
     );
     assert_fails(
         &mut train_cmd(

@@ -18,6 +18,9 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct ParamStore {
     vars: Mutex<Vec<(String, Var)>>,
+    /// Keys loaded by a `LayerNorm` layer (`nn.LayerNorm` in PyTorch), which `transformers`
+    /// exempts from weight decay by module type whatever their names (GPT-2's `ln_1`).
+    layer_norms: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ParamStore {
@@ -54,6 +57,18 @@ impl ParamStore {
         vars.retain(|(k, _)| k != key);
         vars.push((key.to_string(), var));
         Ok(())
+    }
+
+    /// Record that `key` belongs to a `LayerNorm` layer.
+    pub fn mark_layer_norm(&self, key: &str) {
+        let mut set = self.layer_norms.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(key.to_string());
+    }
+
+    /// `true` when `key` was loaded by a `LayerNorm` layer.
+    pub fn in_layer_norm(&self, key: &str) -> bool {
+        let set = self.layer_norms.lock().unwrap_or_else(|p| p.into_inner());
+        set.contains(key)
     }
 
     /// The shape of the variable under `key`, when there is one.

@@ -139,6 +139,14 @@ impl Weights {
         self
     }
 
+    /// Record, for a training run, that tensor `name` is a `LayerNorm` layer's (exempt from
+    /// weight decay, as `transformers` exempts `nn.LayerNorm` parameters). A no-op otherwise.
+    pub fn mark_layer_norm(&self, name: &str) {
+        if let Some(params) = &self.params {
+            params.mark_layer_norm(&self.key(name));
+        }
+    }
+
     /// `true` when loaded tensors become trainable variables.
     pub fn is_trainable(&self) -> bool {
         self.params.is_some()

@@ -97,19 +97,13 @@ macro_rules! each {
 
 impl CausalModel {
     /// The training forward pass: logits `(b, t, vocab)` at every position of right-padded
-    /// `input_ids` with `attention_mask` (both `(b, t)`), no cache. Llama family only for
-    /// now; GPT-2 and Gemma 3 say so.
+    /// `input_ids` with `attention_mask` (both `(b, t)`), no cache.
     pub fn forward_train(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
     ) -> lmrs_core::Result<Tensor> {
-        match self {
-            CausalModel::Llama(m) => m.forward_train(input_ids, attention_mask),
-            CausalModel::Gpt2(_) | CausalModel::Gemma3(_) => Err(lmrs_core::Error::InvalidInput(
-                "training is built for the Llama family (Llama, SmolLM2, Mistral, Qwen2); GPT-2 and Gemma 3 are not yet".into(),
-            )),
-        }
+        each!(self, m => m.forward_train(input_ids, attention_mask))
     }
 }
 

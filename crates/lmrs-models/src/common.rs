@@ -271,13 +271,13 @@ pub(crate) fn new_cache(
 }
 
 /// Checks of a training batch: `(b, t)` ids within the vocabulary, a mask of the same shape,
-/// at most `max_positions` positions.
+/// at most `max_positions` positions. Returns `(b, t)` and the row-major positions `(b * t)`.
 pub(crate) fn check_train_input(
     ids: &Tensor,
     mask: &Tensor,
     vocab: usize,
     max_positions: usize,
-) -> lmrs_core::Result<()> {
+) -> lmrs_core::Result<(usize, usize, Vec<u32>)> {
     let (b, t) = ids.dims2()?;
     let bad = |m: String| lmrs_core::Error::InvalidInput(m);
     if b == 0 || t == 0 {
@@ -300,19 +300,29 @@ pub(crate) fn check_train_input(
             "token id {max} is outside the vocabulary of {vocab}"
         )));
     }
-    Ok(())
+    // Every row counts from 0: right padding leaves real tokens where they would be alone.
+    Ok((b, t, (0..b).flat_map(|_| 0..t as u32).collect()))
 }
 
 /// Additive bias `(b, 1, t, t)` for right-padded rows: query `i` sees key `j` when `j <= i`
 /// and `j` is a token (mask 1).
 pub(crate) fn causal_padding_bias(mask: &Tensor) -> lmrs_core::Result<Tensor> {
+    windowed_padding_bias(mask, None)
+}
+
+/// [`causal_padding_bias`] for sliding-window layers as well: with `window` `w`, query `i`
+/// sees only keys with `i - j < w` (`transformers`' sliding-window mask).
+pub(crate) fn windowed_padding_bias(
+    mask: &Tensor,
+    window: Option<usize>,
+) -> lmrs_core::Result<Tensor> {
     let (b, t) = mask.dims2()?;
     let rows = mask.to_dtype(DType::U32)?.to_vec2::<u32>()?;
     let mut data = Vec::with_capacity(b * t * t);
     for row in &rows {
         for i in 0..t {
             data.extend((0..t).map(|j| {
-                if j > i || row[j] == 0 {
+                if j > i || row[j] == 0 || window.is_some_and(|w| i - j >= w) {
                     lmrs_nn::MASKED
                 } else {
                     0.0

@@ -8,8 +8,13 @@ use lmrs_io::Weights;
 /// RMS norm over the last dimension.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
+    /// The scale the product uses; for Gemma's variant with a trainable weight, the raw
+    /// `weight` (see `offset`).
     weight: Tensor,
     eps: f32,
+    /// Gemma's `1 + weight` is taken at every forward pass (not folded in at load): set when
+    /// the weight is a training variable, which the optimizer updates in place.
+    offset: bool,
 }
 
 impl RmsNorm {
@@ -18,20 +23,28 @@ impl RmsNorm {
         Ok(Self {
             weight: w.get("weight", &[dim])?,
             eps: eps as f32,
+            offset: false,
         })
     }
 
-    /// Gemma's variant, `x_norm * (1 + weight)`: load `weight` and fold the `1 +` in once.
+    /// Gemma's variant, `x_norm * (1 + weight)`: load `weight` and fold the `1 +` in once
+    /// (for a training variable, at every forward pass, so updates to it are seen).
     pub fn load_offset(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        let weight = w.get("weight", &[dim])?;
+        let offset = weight.track_op();
         Ok(Self {
-            weight: (w.get("weight", &[dim])? + 1.0)?,
+            weight: if offset { weight } else { (weight + 1.0)? },
             eps: eps as f32,
+            offset,
         })
     }
 }
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> lmrs_core::candle::Result<Tensor> {
+        if self.offset {
+            return candle_nn::ops::rms_norm_slow(x, &(&self.weight + 1.0)?, self.eps);
+        }
         if crate::mode::tracks_grad(&[x, &self.weight]) {
             // The fused kernel has no backward pass.
             return candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps);
@@ -61,6 +74,8 @@ impl LayerNorm {
         } else {
             ("weight", "bias")
         };
+        w.mark_layer_norm(scale);
+        w.mark_layer_norm(shift);
         Ok(Self {
             weight: w.get(scale, &[dim])?,
             bias: w.get(shift, &[dim])?,

@@ -130,16 +130,8 @@ impl TextGenerationPipeline {
         // tokenizer metadata such a file may lack.
         let model = load_causal_gguf(file.clone(), device)?;
         let tokenizer = lmrs_io::tokenizer_from_gguf(file.content())?;
-        let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
         let special = model.special_tokens();
-        let chat_template = match file.opt_str("tokenizer.chat_template")? {
-            Some(src) => Some(ChatTemplate::new(
-                &src,
-                token(special.bos).as_deref(),
-                token(special.eos.first().copied()).as_deref(),
-            )?),
-            None => None,
-        };
+        let chat_template = crate::chat_source::gguf_chat_template(&file, &tokenizer, &special)?;
         // A generation_config.json beside the file is honoured (GGUF has no such metadata).
         let defaults = match path.parent().map(|d| d.join("generation_config.json")) {
             Some(g) if g.is_file() => GenerationConfig::from_file(&g)?,
@@ -165,7 +157,7 @@ impl TextGenerationPipeline {
             Some(p) => GenerationConfig::from_file(p)?,
             None => GenerationConfig::default(),
         };
-        let chat_template = load_folder_template(dir)?;
+        let chat_template = crate::chat_source::folder_chat_template(dir)?;
         Ok(Self {
             special: model.special_tokens(),
             model,
@@ -549,39 +541,6 @@ impl RowText {
         let start = std::mem::replace(&mut self.emitted, self.text.len());
         Some(&self.text[start..])
     }
-}
-
-/// The chat template of an HF folder: `chat_template.jinja` (transformers 5), else
-/// `tokenizer_config.json`'s `chat_template`.
-fn load_folder_template(dir: &Path) -> Result<Option<ChatTemplate>> {
-    let cfg_path = dir.join("tokenizer_config.json");
-    let cfg: serde_json::Value = if cfg_path.is_file() {
-        lmrs_io::read_json(&cfg_path)?
-    } else {
-        serde_json::Value::Null
-    };
-    let token = |key: &str| -> Option<String> {
-        match cfg.get(key)? {
-            serde_json::Value::String(s) => Some(s.clone()),
-            v => v.get("content")?.as_str().map(str::to_string),
-        }
-    };
-    let jinja = dir.join("chat_template.jinja");
-    if jinja.is_file() {
-        let src = std::fs::read_to_string(&jinja).map_err(|source| lmrs_io::IoError::Read {
-            path: jinja.clone(),
-            source,
-        })?;
-        return Ok(Some(ChatTemplate::new(
-            &src,
-            token("bos_token").as_deref(),
-            token("eos_token").as_deref(),
-        )?));
-    }
-    if cfg.is_null() {
-        return Ok(None);
-    }
-    ChatTemplate::from_tokenizer_config(&cfg)
 }
 
 /// Whether `reference` names a decoder-only model: a GGUF file, or a folder whose

@@ -19,6 +19,7 @@
 //! - [`ChatTemplate`]: a model's Jinja chat template rendered as `transformers`'
 //!   `apply_chat_template` does.
 
+mod chat_source;
 mod chat_template;
 mod classify;
 mod continuous;
@@ -34,6 +35,7 @@ mod source;
 mod task;
 mod text;
 
+pub use chat_source::{folder_chat_template, gguf_chat_template};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use classify::{
     Classification, ClassificationPipeline, ClassifyOptions, LabelScore, ScoreFunction,

@@ -65,6 +65,8 @@ pub struct TrainingArguments {
     pub seed: u64,
     /// When to evaluate (no).
     pub eval_strategy: IntervalStrategy,
+    /// Evaluate once before the first step, to log where training starts (false).
+    pub eval_on_start: bool,
     /// Evaluate every N steps with `eval_strategy = steps` (default: `logging_steps`).
     pub eval_steps: Option<usize>,
     /// When to save checkpoints (steps).
@@ -113,6 +115,7 @@ impl Default for TrainingArguments {
             label_smoothing_factor: 0.0,
             seed: 42,
             eval_strategy: IntervalStrategy::No,
+            eval_on_start: false,
             eval_steps: None,
             save_strategy: IntervalStrategy::Steps,
             save_steps: 500,
@@ -186,6 +189,16 @@ impl TrainingArguments {
             && !(self.num_train_epochs > 0.0 && self.num_train_epochs.is_finite())
         {
             return bad("give num_train_epochs > 0 or max_steps > 0".into());
+        }
+        let key = self.best_metric_key();
+        let generated = ["eval_rouge", "eval_bleu", "eval_gen_len"];
+        if !self.predict_with_generate && generated.iter().any(|g| key.starts_with(g)) {
+            return bad(format!(
+                "metric_for_best_model {key} is computed from generated text: add predict_with_generate"
+            ));
+        }
+        if self.generation_num_beams == Some(0) || self.generation_max_length == Some(0) {
+            return bad("generation_num_beams and generation_max_length must be at least 1".into());
         }
         if self.eval_steps == Some(0) {
             return bad("eval_steps must be at least 1".into());

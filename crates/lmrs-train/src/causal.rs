@@ -1,6 +1,6 @@
-//! Causal language-model fine-tuning (the Llama family: Llama, SmolLM2, Mistral, Qwen2), from
-//! an HF folder or a GGUF file dequantized to f32, with the data layout of TRL's
-//! `SFTTrainer` and the loss of `transformers`' `Trainer`:
+//! Causal language-model fine-tuning (the Llama family: Llama, SmolLM2, Mistral, Qwen2; GPT-2;
+//! Gemma 3), from an HF folder or a GGUF file dequantized to f32, with the data layout of
+//! TRL's `SFTTrainer` and the loss of `transformers`' `Trainer`:
 //!
 //! - plain text (`--input-field` only): the text's tokens as the tokenizer adds special
 //!   tokens (a BOS for most), then EOS unless already last; the loss on every token;
@@ -10,8 +10,17 @@
 //! - truncated to `max_source_length` tokens from the start;
 //! - right-padded with the pad id (the EOS id when the model has none), labels `-100` there;
 //! - the loss: next-token cross-entropy (`logits[:, :-1]` against `labels[:, 1:]`), summed
-//!   and divided by the step's count of `labels[:, 1:] != -100`, as `LlamaForCausalLM`'s loss
-//!   does with the Trainer's `num_items_in_batch`.
+//!   and divided by the step's count of `labels[:, 1:] != -100`, as the `*ForCausalLM` losses
+//!   (Llama, GPT-2, Gemma 3) do with the Trainer's `num_items_in_batch`;
+//! - conversations (the input field holds lists of `{"role", "content"}` messages, TRL's
+//!   conversational format): rendered with the model's chat template and tokenized without
+//!   added special tokens (the template writes them), no EOS appended (the template ends
+//!   the turns); a `messages` list alone takes the loss on every token, a `prompt` list with
+//!   a `completion` list on the completion only: the prompt rendered with
+//!   `add_generation_prompt`, the whole conversation rendered, labels `-100` on the
+//!   prompt's tokens;
+//! - dropout: GPT-2's `embd_pdrop`/`attn_pdrop`/`resid_pdrop` (`--dropout` sets all three);
+//!   the Llama family and Gemma 3 have none to apply (`attention_dropout` 0).
 
 use crate::loss::{token_loss, TokenLoss, IGNORE_INDEX};
 use crate::objective::Objective;
@@ -21,6 +30,7 @@ use lmrs_core::candle::Var;
 use lmrs_core::{DType, Device, Tensor};
 use lmrs_io::{GgufFile, GgufModel, ModelFiles, ModelSource, ParamStore, Weights};
 use lmrs_models::CausalModel;
+use lmrs_pipelines::{ChatMessage, ChatTemplate};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +42,24 @@ pub struct CausalExample {
     pub labels: Vec<i64>,
 }
 
+impl CausalExample {
+    /// `input_ids` with the loss on every token from position `masked` on.
+    fn new(input_ids: Vec<u32>, masked: usize) -> Self {
+        let labels = input_ids
+            .iter()
+            .enumerate()
+            .map(|(j, &t)| if j < masked { IGNORE_INDEX } else { t as i64 })
+            .collect();
+        Self { input_ids, labels }
+    }
+}
+
+/// Where the chat template is read from once the model (and its special tokens) is loaded.
+enum ChatSource {
+    Folder(Option<Box<ChatTemplate>>),
+    Gguf(Arc<GgufFile>),
+}
+
 /// A decoder-only model being fine-tuned.
 pub struct CausalObjective {
     model: CausalModel,
@@ -41,16 +69,22 @@ pub struct CausalObjective {
     /// written from the file's metadata).
     files: Option<ModelFiles>,
     config: Value,
+    /// `config` differs from the source's `config.json` (a `--dropout` override): written
+    /// instead of copied.
+    config_changed: bool,
+    /// The chat template of the folder or file, for conversational data.
+    chat: Option<ChatTemplate>,
     pad: u32,
     eos: Option<u32>,
 }
 
 impl CausalObjective {
     /// Load an HF folder or a GGUF file for training in f32: every weight a variable (GGUF
-    /// blocks dequantized).
-    pub fn load(source: &ModelSource) -> Result<Self> {
+    /// blocks dequantized). `dropout` overrides GPT-2's dropout probabilities; the other
+    /// families apply none, and refuse a non-zero one.
+    pub fn load(source: &ModelSource, dropout: Option<f64>) -> Result<Self> {
         let params = Arc::new(ParamStore::new());
-        let (config, origin, weights, tokenizer, files) = match source {
+        let (config, origin, weights, tokenizer, files, chat) = match source {
             ModelSource::HfFolder(dir) => {
                 let files = ModelFiles::from_folder(dir)?;
                 let config: Value = lmrs_io::read_json(&files.config)?;
@@ -58,34 +92,64 @@ impl CausalObjective {
                 let tok = files.tokenizer.as_ref().ok_or_else(|| {
                     TrainError::Unsupported(format!("{} has no tokenizer.json", dir.display()))
                 })?;
-                let tokenizer = lmrs_io::load_tokenizer(tok)?;
-                (config, files.config.clone(), w, tokenizer, Some(files))
+                let tokenizer = crate::tokenize::plain(lmrs_io::load_tokenizer(tok)?)?;
+                let chat =
+                    ChatSource::Folder(lmrs_pipelines::folder_chat_template(dir)?.map(Box::new));
+                (
+                    config,
+                    files.config.clone(),
+                    w,
+                    tokenizer,
+                    Some(files),
+                    chat,
+                )
             }
             ModelSource::Gguf(path) => {
                 let file = Arc::new(GgufFile::open(path)?);
-                let tokenizer = lmrs_io::tokenizer_from_gguf(file.content())?;
-                let gguf = GgufModel::new(file)?;
+                let tokenizer =
+                    crate::tokenize::plain(lmrs_io::tokenizer_from_gguf(file.content())?)?;
+                let gguf = GgufModel::new(file.clone())?;
                 let w = Weights::from_gguf(
                     gguf.file.clone(),
                     gguf.names.clone(),
                     &Device::Cpu,
                     DType::F32,
                 );
-                (gguf.config, PathBuf::from(path), w, tokenizer, None)
+                let chat = ChatSource::Gguf(file);
+                (gguf.config, PathBuf::from(path), w, tokenizer, None, chat)
             }
+        };
+        let mut config = config;
+        let config_changed = match dropout {
+            Some(p) if !(0.0..1.0).contains(&p) => {
+                return Err(TrainError::Args(format!("--dropout {p} is not in [0, 1)")));
+            }
+            Some(p) if config.get("model_type").and_then(Value::as_str) == Some("gpt2") => {
+                for key in ["embd_pdrop", "attn_pdrop", "resid_pdrop"] {
+                    config[key] = serde_json::json!(p);
+                }
+                true
+            }
+            Some(p) if p != 0.0 => {
+                return Err(TrainError::Args(format!(
+                    "--dropout {p}: {} has no dropout to set (the Llama family and Gemma 3 train without; GPT-2 takes it); pass 0 or leave it out",
+                    origin.display()
+                )));
+            }
+            _ => false,
         };
         let model = lmrs_models::load_causal_from(
             config.clone(),
             &origin,
             &weights.trainable(params.clone()),
         )?;
-        if !matches!(model, CausalModel::Llama(_)) {
-            return Err(TrainError::Unsupported(format!(
-                "{}: causal-lm training is built for the Llama family (Llama, SmolLM2, Mistral, Qwen2); GPT-2 and Gemma 3 are not yet",
-                origin.display()
-            )));
-        }
         let special = lmrs_core::CausalLm::special_tokens(&model);
+        let chat = match chat {
+            ChatSource::Folder(t) => t.map(|t| *t),
+            ChatSource::Gguf(file) => {
+                lmrs_pipelines::gguf_chat_template(&file, &tokenizer, &special)?
+            }
+        };
         let eos = special.eos.first().copied();
         let pad = special.pad.or(eos).unwrap_or(0);
         Ok(Self {
@@ -94,6 +158,8 @@ impl CausalObjective {
             tokenizer,
             files,
             config,
+            config_changed,
+            chat,
             pad,
             eos,
         })
@@ -131,15 +197,52 @@ impl CausalObjective {
                 ids.truncate(max_length);
                 cut += 1;
             }
-            let labels = ids
-                .iter()
-                .enumerate()
-                .map(|(j, &t)| if j < masked { IGNORE_INDEX } else { t as i64 })
-                .collect();
-            out.push(CausalExample {
-                input_ids: ids,
-                labels,
-            });
+            out.push(CausalExample::new(ids, masked));
+        }
+        Ok((out, cut))
+    }
+
+    /// Tokenize conversations through the chat template: `messages` alone (loss on every
+    /// token), or prompt conversations with their completions (loss on the completion only);
+    /// returns the examples and how many were truncated. A model without a chat template is
+    /// an error.
+    pub fn tokenize_chat(
+        &self,
+        messages: &[Vec<ChatMessage>],
+        completions: Option<&[Vec<ChatMessage>]>,
+        max_length: usize,
+    ) -> Result<(Vec<CausalExample>, usize)> {
+        let template = self.chat.as_ref().ok_or_else(|| {
+            TrainError::Unsupported(
+                "conversational data needs a chat template, and the model has none (tokenizer_config.json chat_template, chat_template.jinja or GGUF tokenizer.chat_template); give plain text or prompt/completion strings".into(),
+            )
+        })?;
+        // The template writes BOS and the turn markers: no special tokens added on top, as
+        // `apply_chat_template(tokenize=True)` does.
+        let encode = |text: &str| -> Result<Vec<u32>> {
+            Ok(self
+                .tokenizer
+                .encode(text, false)
+                .map_err(|e| TrainError::Tokenizer(e.to_string()))?
+                .get_ids()
+                .to_vec())
+        };
+        let mut cut = 0;
+        let mut out = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let (mut ids, masked) = match completions {
+                Some(c) => {
+                    let prompt = encode(&template.render(m, true)?)?;
+                    let whole: Vec<ChatMessage> = m.iter().chain(&c[i]).cloned().collect();
+                    (encode(&template.render(&whole, false)?)?, prompt.len())
+                }
+                None => (encode(&template.render(m, false)?)?, 0),
+            };
+            if ids.len() > max_length {
+                ids.truncate(max_length);
+                cut += 1;
+            }
+            out.push(CausalExample::new(ids, masked));
         }
         Ok((out, cut))
     }
@@ -197,21 +300,52 @@ impl Objective for CausalObjective {
         token_loss(&shifted, &labels, label_smoothing)
     }
 
+    fn in_layer_norm(&self, key: &str) -> bool {
+        self.params.in_layer_norm(key)
+    }
+
     fn params(&self) -> Vec<(String, Var)> {
         self.params.vars()
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
         match &self.files {
-            Some(files) => crate::checkpoint::save_hf_folder(&self.params.vars(), files, dir),
+            Some(files) => {
+                crate::checkpoint::save_hf_folder(&self.params.vars(), files, dir)?;
+                if self.config_changed {
+                    crate::state::write_json(&self.config, &dir.join("config.json"))?;
+                }
+                Ok(())
+            }
             None => {
                 // From a GGUF file: the weights, and the config and tokenizer its metadata
-                // describes, as an HF folder.
+                // describes, as an HF folder. GPT-2 GGUFs store the projections `(out, in)`
+                // (the config says so with `gguf_architecture`); HF's `Conv1D` layout is
+                // `(in, out)`, so they are transposed back and the marker dropped.
+                let mut config = self.config.clone();
+                let transpose = config.get("model_type").and_then(Value::as_str) == Some("gpt2")
+                    && config
+                        .as_object_mut()
+                        .and_then(|c| c.remove("gguf_architecture"))
+                        .is_some();
+                let conv1d = |k: &str| {
+                    [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"]
+                        .iter()
+                        .any(|s| k.ends_with(s))
+                };
                 let tensors = self
                     .params
                     .vars()
                     .into_iter()
-                    .map(|(k, v)| Ok((k, v.as_tensor().contiguous()?)))
+                    .map(|(k, v)| {
+                        let t = v.as_tensor();
+                        let t = if transpose && conv1d(&k) {
+                            t.t()?
+                        } else {
+                            t.clone()
+                        };
+                        Ok((k, t.contiguous()?))
+                    })
                     .collect::<Result<_>>()?;
                 std::fs::create_dir_all(dir).map_err(crate::error::file_err(dir))?;
                 let mut meta = std::collections::HashMap::new();
@@ -221,7 +355,7 @@ impl Objective for CausalObjective {
                     Some(meta),
                     &dir.join("model.safetensors"),
                 )?;
-                crate::state::write_json(&self.config, &dir.join("config.json"))?;
+                crate::state::write_json(&config, &dir.join("config.json"))?;
                 let tok = dir.join("tokenizer.json");
                 self.tokenizer
                     .save(&tok, false)

@@ -265,7 +265,7 @@ impl ClassificationObjective {
         let tok_path = files.tokenizer.as_ref().ok_or_else(|| {
             TrainError::Unsupported(format!("{} has no tokenizer.json", files.dir.display()))
         })?;
-        let tokenizer = lmrs_io::load_tokenizer(tok_path)?;
+        let tokenizer = crate::tokenize::plain(lmrs_io::load_tokenizer(tok_path)?)?;
         let mut config: Map<String, Value> = lmrs_io::read_json(&files.config)?;
         config.insert("architectures".into(), json!([architecture(&model_type)]));
         let id2label: Map<String, Value> = labels
@@ -613,6 +613,10 @@ impl Objective for ClassificationObjective {
             }
         }
         Ok(m)
+    }
+
+    fn in_layer_norm(&self, key: &str) -> bool {
+        self.params.in_layer_norm(key)
     }
 
     fn params(&self) -> Vec<(String, Var)> {

@@ -4,6 +4,7 @@
 //! with no examples is an error, not an empty run.
 
 use crate::{Result, TrainError};
+use lmrs_pipelines::ChatMessage;
 use serde_json::Value;
 use std::path::Path;
 
@@ -48,6 +49,30 @@ impl Dataset {
         self.records
             .iter()
             .map(|r| text_field(&self.name, r, field))
+            .collect()
+    }
+
+    /// `true` when the first record's `field` is a list: conversational data (a list of
+    /// `{"role", "content"}` messages, TRL's conversational format).
+    pub fn is_conversational(&self, field: &str) -> bool {
+        self.records
+            .first()
+            .is_some_and(|r| matches!(r.fields.get(field), Some(Value::Array(_))))
+    }
+
+    /// `true` when the first record has `field`.
+    pub fn has_field(&self, field: &str) -> bool {
+        self.records
+            .first()
+            .is_some_and(|r| r.fields.contains_key(field))
+    }
+
+    /// The conversation in `field` of every record: a non-empty list of
+    /// `{"role": ..., "content": ...}` objects with string values.
+    pub fn messages(&self, field: &str) -> Result<Vec<Vec<ChatMessage>>> {
+        self.records
+            .iter()
+            .map(|r| messages_field(&self.name, r, field))
             .collect()
     }
 
@@ -110,6 +135,41 @@ fn text_field(file: &str, r: &Record, field: &str) -> Result<String> {
             )))
         }
     }
+}
+
+fn messages_field(file: &str, r: &Record, field: &str) -> Result<Vec<ChatMessage>> {
+    let err = |message: String| TrainError::Data {
+        file: file.to_string(),
+        line: r.line,
+        message,
+    };
+    let list = match r.fields.get(field) {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        Some(Value::Array(_)) => return Err(err(format!("field '{field}' is an empty list"))),
+        Some(other) => {
+            return Err(err(format!(
+                "field '{field}' is {}, not a list of messages (the first record's is)",
+                kind(other)
+            )))
+        }
+        None => return Err(err(format!("no field '{field}'"))),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let text = |key: &str| match m.get(key) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(v) => Err(err(format!(
+                    "message {i} of '{field}': '{key}' is {}, not a string",
+                    kind(v)
+                ))),
+                None => Err(err(format!(
+                    "message {i} of '{field}' has no '{key}' (messages are {{\"role\": ..., \"content\": ...}})"
+                ))),
+            };
+            Ok(ChatMessage::new(text("role")?, text("content")?))
+        })
+        .collect()
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -44,12 +44,18 @@ pub enum TrainError {
     /// A backend tensor operation.
     #[error(transparent)]
     Backend(#[from] lmrs_core::candle::Error),
+    /// Scoring predictions (ROUGE, BLEU).
+    #[error(transparent)]
+    Eval(#[from] lmrs_eval::EvalError),
     /// JSON of a state file.
     #[error("{path}: {source}")]
     Json {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// Rendering a chat template.
+    #[error(transparent)]
+    Pipeline(#[from] lmrs_pipelines::PipelineError),
     /// The tokenizer failed on an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -3,11 +3,14 @@
 //! Training runs the inference module tree: a model is loaded through the same code as for
 //! inference from trainable [`lmrs_io::Weights`], so every weight is an autograd variable, and
 //! the layers take differentiable paths for it (see [`lmrs_nn::mode`]). What this crate adds:
-//! datasets ([`data`]), tasks ([`seq2seq`], [`classify`], [`causal`]), losses ([`loss`]), AdamW and clipping
-//! ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]), checkpoints
-//! ([`checkpoint`], [`state`]) and the report with its loss picture ([`report`]).
+//! datasets ([`data`]) and their augmentation ([`augment`]), tasks ([`seq2seq`],
+//! [`classify`], [`causal`]), evaluation by generation ([`predict`]), losses ([`loss`]),
+//! AdamW and clipping ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]),
+//! checkpoints ([`checkpoint`], [`state`]) and the report with its loss picture
+//! ([`report`]).
 
 pub mod args;
+pub mod augment;
 pub mod causal;
 pub mod checkpoint;
 pub mod classify;
@@ -17,6 +20,7 @@ pub mod loss;
 pub mod objective;
 pub mod optim;
 pub mod order;
+pub mod predict;
 pub mod report;
 pub mod schedule;
 pub mod seq2seq;

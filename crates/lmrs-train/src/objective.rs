@@ -36,6 +36,12 @@ pub trait Objective {
     /// Every trainable `(checkpoint key, variable)`, in load order.
     fn params(&self) -> Vec<(String, Var)>;
 
+    /// `true` when parameter `key` belongs to a `LayerNorm` layer (no weight decay, as
+    /// `transformers` exempts `nn.LayerNorm` by type; names alone miss GPT-2's `ln_1`).
+    fn in_layer_norm(&self, _key: &str) -> bool {
+        false
+    }
+
     /// Write an HF model folder (weights, config, tokenizer files) to `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
 }

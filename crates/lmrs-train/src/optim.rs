@@ -67,14 +67,19 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// Moments at zero for every variable in `vars` (checkpoint key, variable).
-    pub fn new(cfg: AdamWConfig, vars: Vec<(String, Var)>) -> Self {
+    /// Moments at zero for every variable in `vars` (checkpoint key, variable); weight decay
+    /// for those [`decays`] names and `in_layer_norm` does not claim.
+    pub fn new(
+        cfg: AdamWConfig,
+        vars: Vec<(String, Var)>,
+        in_layer_norm: impl Fn(&str) -> bool,
+    ) -> Self {
         let params = vars
             .into_iter()
             .map(|(name, var)| {
                 let n = var.as_tensor().elem_count();
                 Param {
-                    decay: decays(&name),
+                    decay: decays(&name) && !in_layer_norm(&name),
                     name,
                     var,
                     exp_avg: vec![0.0; n],
@@ -186,7 +191,7 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.5,
         };
-        let mut opt = AdamW::new(cfg, vec![("w".into(), var.clone())]);
+        let mut opt = AdamW::new(cfg, vec![("w".into(), var.clone())], |_| false);
         let g = Tensor::new(&[0.5f32, -0.25, 2.0], &Device::Cpu)?;
         opt.step(0.1, &[Some(g)])?;
         let w = var.as_tensor().to_vec1::<f32>()?;

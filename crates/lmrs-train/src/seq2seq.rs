@@ -11,11 +11,14 @@
 
 use crate::loss::{token_loss, TokenLoss, IGNORE_INDEX};
 use crate::objective::Objective;
+use crate::predict::PredictSettings;
 use crate::{Result, TrainError};
 use lmrs_core::candle::Var;
 use lmrs_core::{Device, Tensor};
+use lmrs_generate::GenerationConfig;
 use lmrs_io::{ModelFiles, ParamStore, Weights};
 use lmrs_models::t5::{T5Config, T5ForConditionalGeneration};
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,6 +45,8 @@ pub struct Seq2SeqObjective {
     files: ModelFiles,
     pad: u32,
     decoder_start: u32,
+    /// `--predict-with-generate`: evaluation also generates and scores ROUGE/BLEU.
+    predict: Option<PredictSettings>,
 }
 
 impl Seq2SeqObjective {
@@ -74,7 +79,7 @@ impl Seq2SeqObjective {
         let tok_path = files.tokenizer.as_ref().ok_or_else(|| {
             TrainError::Unsupported(format!("{} has no tokenizer.json", files.dir.display()))
         })?;
-        let tokenizer = lmrs_io::load_tokenizer(tok_path)?;
+        let tokenizer = crate::tokenize::plain(lmrs_io::load_tokenizer(tok_path)?)?;
         let special = lmrs_core::Seq2SeqLm::special_tokens(&model);
         let pad = special.pad.unwrap_or(0);
         Ok(Self {
@@ -84,7 +89,22 @@ impl Seq2SeqObjective {
             params,
             tokenizer,
             files: files.clone(),
+            predict: None,
         })
+    }
+
+    /// Generate during evaluation with these settings (`--predict-with-generate`).
+    pub fn set_predict(&mut self, settings: Option<PredictSettings>) {
+        self.predict = settings;
+    }
+
+    /// The checkpoint's `generation_config.json`, when it has one.
+    pub fn generation_config(&self) -> Result<Option<GenerationConfig>> {
+        self.files
+            .generation_config
+            .as_ref()
+            .map(|p| GenerationConfig::from_file(p).map_err(|e| TrainError::Args(e.to_string())))
+            .transpose()
     }
 
     /// The model (for evaluation with generation).
@@ -197,6 +217,23 @@ impl Objective for Seq2SeqObjective {
         let (b, t, v) = logits.dims3()?;
         // (b, t, vocab) -> (b * t, vocab), rows in label order.
         token_loss(&logits.reshape((b * t, v))?, &labels, label_smoothing)
+    }
+
+    fn eval_metrics(
+        &self,
+        eval: &[Seq2SeqExample],
+        batch_size: usize,
+    ) -> Result<Map<String, Value>> {
+        let Some(settings) = &self.predict else {
+            return Ok(Map::new());
+        };
+        let preds =
+            crate::predict::generate_all(&self.model, self.pad, eval, batch_size, settings)?;
+        crate::predict::text_metrics(&self.tokenizer, &preds, eval, self.pad)
+    }
+
+    fn in_layer_norm(&self, key: &str) -> bool {
+        self.params.in_layer_norm(key)
     }
 
     fn params(&self) -> Vec<(String, Var)> {

@@ -3,10 +3,12 @@
 //! trains and writes the report.
 
 use crate::args::TrainingArguments;
+use crate::augment::Augment;
 use crate::causal::CausalObjective;
 use crate::classify::{ClassificationObjective, LabelOptions, ProblemType};
 use crate::data::Dataset;
 use crate::objective::Objective;
+use crate::predict::PredictSettings;
 use crate::seq2seq::{Seq2SeqLimits, Seq2SeqObjective};
 use crate::trainer::{train, EarlyStopping, Hooks, Outcome, RunOptions};
 use crate::{Result, TrainError};
@@ -90,6 +92,8 @@ pub struct Job {
     /// `None`: the checkpoint's prefix for summarization/translation, none for text2text.
     pub source_prefix: Option<String>,
     pub dropout: Option<f64>,
+    /// `--augment`: seeded augmentation of the training set's input field.
+    pub augment: Option<Augment>,
     /// Classification: `--labels`, in index order.
     pub labels: Option<Vec<String>>,
     /// Classification: `--problem-type`.
@@ -128,7 +132,10 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
     let out = PathBuf::from(&job.args.output_dir);
     let resume_from = prepare_output(&out, job)?;
     let source = lmrs_io::resolve(&job.model, None)?;
-    let (train_set, eval_set) = read_data(job)?;
+    let (mut train_set, eval_set) = read_data(job)?;
+    if let Some(a) = &job.augment {
+        train_set = a.dataset(train_set, &job.input_field, job.args.seed)?;
+    }
     let mut run = Prepared {
         job,
         out,
@@ -149,22 +156,34 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
     };
     match job.task {
         TrainTask::CausalLm => {
-            // The Llama family trains without dropout (attention_dropout is 0.0 in every
-            // checkpoint of it we load); a request for some is refused, not ignored.
-            if job.dropout.is_some_and(|p| p != 0.0) {
-                return Err(TrainError::Args(
-                    "--dropout: causal-lm training applies no dropout (Llama-family attention_dropout is not built); pass 0 or leave it out".into(),
-                ));
-            }
-            let obj = CausalObjective::load(&source)?;
+            let obj = CausalObjective::load(&source, job.dropout)?;
             let completion = (!job.target_field.is_empty()).then_some(job.target_field.as_str());
+            // TRL's dataset_text_field default: `text`, or a `messages` conversation.
+            let input = if job.input_field == "text"
+                && !train_set.has_field("text")
+                && train_set.has_field("messages")
+            {
+                "messages"
+            } else {
+                job.input_field.as_str()
+            };
+            let chat = train_set.is_conversational(input);
             let tokenize = |d: &Dataset, what: &str| -> Result<Vec<_>> {
-                let completions = completion.map(|f| d.texts(f)).transpose()?;
-                let (ex, cut) = obj.tokenize(
-                    &d.texts(&job.input_field)?,
-                    completions.as_deref(),
-                    job.max_source_length,
-                )?;
+                let (ex, cut) = if chat {
+                    let completions = completion.map(|f| d.messages(f)).transpose()?;
+                    obj.tokenize_chat(
+                        &d.messages(input)?,
+                        completions.as_deref(),
+                        job.max_source_length,
+                    )?
+                } else {
+                    let completions = completion.map(|f| d.texts(f)).transpose()?;
+                    obj.tokenize(
+                        &d.texts(input)?,
+                        completions.as_deref(),
+                        job.max_source_length,
+                    )?
+                };
                 run.truncated(
                     cut,
                     what,
@@ -177,6 +196,8 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
             let (train_ex, eval_ex) = both(&train_set, eval_set.as_ref(), tokenize)?;
             run.extra
                 .insert("lmrs_completion_field".into(), json!(completion));
+            run.extra.insert("lmrs_input_field".into(), json!(input));
+            run.extra.insert("lmrs_chat_template".into(), json!(chat));
             run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
         }
         TrainTask::TextClassification => {
@@ -227,7 +248,14 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
             run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
         }
         TrainTask::Summarization | TrainTask::Translation | TrainTask::Text2text => {
-            let obj = Seq2SeqObjective::load(&folder()?, job.dropout)?;
+            let mut obj = Seq2SeqObjective::load(&folder()?, job.dropout)?;
+            if job.args.predict_with_generate {
+                obj.set_predict(Some(PredictSettings::new(
+                    obj.generation_config()?,
+                    job.args.generation_max_length,
+                    job.args.generation_num_beams,
+                )));
+            }
             let prefix = match &job.source_prefix {
                 Some(p) => p.clone(),
                 None if job.task == TrainTask::Text2text => String::new(),
@@ -327,6 +355,10 @@ fn common_extra(job: &Job) -> Map<String, Value> {
     );
     extra.insert("lmrs_dropout".into(), json!(job.dropout));
     extra.insert("lmrs_no_shuffle".into(), json!(job.no_shuffle));
+    extra.insert(
+        "lmrs_augment".into(),
+        job.augment.map_or(Value::Null, |a| a.to_json()),
+    );
     if let Some(es) = job.early_stopping {
         extra.insert("early_stopping_patience".into(), json!(es.patience));
         extra.insert("early_stopping_threshold".into(), json!(es.threshold));

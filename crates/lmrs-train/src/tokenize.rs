@@ -2,6 +2,18 @@
 
 use crate::{Result, TrainError};
 
+/// `tokenizer` without the padding and truncation its `tokenizer.json` may carry, as
+/// `transformers` ignores them (sentence-transformers folders such as all-MiniLM-L6-v2 ship
+/// `Fixed(128)` padding: kept, every input would be 128 tokens of mostly `[PAD]` that attend).
+/// Lengths are lmrs-train's to set (`--max-source-length`, dynamic padding per batch).
+pub fn plain(mut tokenizer: tokenizers::Tokenizer) -> Result<tokenizers::Tokenizer> {
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+    Ok(tokenizer)
+}
+
 /// Token ids of `text` (special tokens added when `special`), cut to `max` tokens keeping the
 /// trailing special tokens (`</s>`, `[SEP]`), as `truncation=True` does; `true` when cut.
 pub fn encode_truncated(

@@ -87,9 +87,9 @@ pub fn train<O: Objective>(
     if train.is_empty() {
         return Err(TrainError::Args("no training examples".into()));
     }
-    if args.eval_strategy != IntervalStrategy::No && eval.is_none() {
+    if (args.eval_strategy != IntervalStrategy::No || args.eval_on_start) && eval.is_none() {
         return Err(TrainError::Args(
-            "eval_strategy needs a validation set (--validation or --validation-split)".into(),
+            "evaluation (eval_strategy, eval_on_start) needs a validation set: give --validation or --validation-split".into(),
         ));
     }
     let out = PathBuf::from(&args.output_dir);
@@ -116,6 +116,7 @@ pub fn train<O: Objective>(
             weight_decay: args.weight_decay,
         },
         obj.params(),
+        |k| obj.in_layer_norm(k),
     );
     let mut state = TrainerState {
         eval_steps: args.eval_every(),
@@ -154,6 +155,11 @@ pub fn train<O: Objective>(
         total_loss: 0.0,
         tokens: 0,
     };
+    // As the Trainer's eval_on_start: logged at step 0, not a candidate for the best model.
+    if args.eval_on_start && state.global_step == 0 {
+        let metrics = run.evaluate(&mut state)?;
+        hooks.on_log(&metrics);
+    }
     let mut stopped_by = "max_steps".to_string();
     let mut last_grad_norm = 0.0;
     let mut last_lr = 0.0;
@@ -335,6 +341,21 @@ impl<O: Objective> Run<'_, O> {
             let metrics = self.evaluate(state)?;
             hooks.on_log(&metrics);
             let key = a.best_metric_key();
+            let tracked = a.metric_for_best_model.is_some()
+                || a.load_best_model_at_end
+                || self.opts.early_stopping.is_some();
+            if tracked && !metrics.contains_key(&key) {
+                // As the Trainer's KeyError: name the metrics this evaluation has.
+                let have: Vec<&str> = metrics
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| k.starts_with("eval_"))
+                    .collect();
+                return Err(TrainError::Args(format!(
+                    "--metric-for-best-model: the evaluation has no '{key}' (it has {})",
+                    have.join(", ")
+                )));
+            }
             if let Some(value) = metrics.get(&key).and_then(Value::as_f64) {
                 let greater = a.greater_is_better();
                 let better = |v: f64, best: f64| if greater { v > best } else { v < best };

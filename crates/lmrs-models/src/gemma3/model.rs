@@ -53,8 +53,7 @@ impl Attention {
         &self,
         x: &Tensor,
         pos: &LayerInputs,
-        layer: usize,
-        cache: &mut CausalCache,
+        cache: Option<(&mut CausalCache, usize)>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let hd = self.head_dim;
@@ -73,7 +72,10 @@ impl Attention {
             .contiguous()?;
         let q = apply_rope(&q, &pos.cos, &pos.sin)?;
         let k = apply_rope(&k, &pos.cos, &pos.sin)?;
-        let (k, v) = cache.layer(layer)?.append(&k, &v)?;
+        let (k, v) = match cache {
+            Some((c, layer)) => c.layer(layer)?.append(&k, &v)?,
+            None => (k, v),
+        };
         let y = attend_grouped(&q, &k, &v, pos.bias.as_ref(), self.scale, self.softcap)?;
         Ok(self.o_proj.forward(&merge_heads(&y)?)?)
     }
@@ -184,6 +186,63 @@ impl Gemma3 {
     pub fn config(&self) -> &Gemma3Config {
         &self.cfg
     }
+
+    /// The training forward pass: logits `(b, t, vocab)` (soft-capped when the config says
+    /// so) at every position of right-padded `input_ids` `(b, t)` with `attention_mask`
+    /// `(b, t)`, no cache. Positions count from 0 in every row; sliding-window layers see the
+    /// last `sliding_window` keys, as `transformers`' masks. Gemma 3 has no dropout
+    /// (`attention_dropout` 0).
+    pub fn forward_train(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (vocab, max) = (self.cfg.vocab_size, self.cfg.max_position_embeddings);
+        let (b, t, positions) =
+            crate::common::check_train_input(input_ids, attention_mask, vocab, max)?;
+        let inputs = self
+            .kinds
+            .iter()
+            .map(|(kind, rope)| {
+                let (cos, sin) = rope.cos_sin(&positions, b, t, &self.device)?;
+                let bias = crate::common::windowed_padding_bias(attention_mask, kind.window)?;
+                Ok(LayerInputs {
+                    cos,
+                    sin,
+                    bias: Some(bias),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let x = self.layers_forward(input_ids, &inputs, None)?;
+        let logits = self.lm_head.forward(&self.norm.forward(&x)?)?;
+        match self.cfg.final_logit_softcapping {
+            Some(c) => soft_cap(&logits, c),
+            None => Ok(logits),
+        }
+    }
+
+    /// Scaled embeddings and every layer: the hidden states `(b, t, d)` before the final
+    /// norm. `inputs[k]`: RoPE tables and mask of layer kind `k`.
+    fn layers_forward(
+        &self,
+        input_ids: &Tensor,
+        inputs: &[LayerInputs],
+        mut cache: Option<&mut CausalCache>,
+    ) -> Result<Tensor> {
+        // The embedding scale is rounded to the compute dtype first, as in transformers.
+        let mut x = (self.embed_tokens.forward(input_ids)? * (self.embed_scale as f32) as f64)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(&x)?;
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            let h = layer.self_attn.forward(&h, &inputs[layer.kind], c)?;
+            x = (x + layer.post_attention_layernorm.forward(&h)?)?;
+            let h = layer.pre_feedforward_layernorm.forward(&x)?;
+            let h = layer.mlp.forward(&h)?;
+            x = (x + layer.post_feedforward_layernorm.forward(&h)?)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Gemma's soft cap `tanh(x / c) * c`.
+fn soft_cap(x: &Tensor, c: f64) -> Result<Tensor> {
+    Ok(((x / c)?.tanh()? * c)?)
 }
 
 impl CausalLm for Gemma3 {
@@ -222,19 +281,10 @@ impl CausalLm for Gemma3 {
                 Ok(LayerInputs { cos, sin, bias })
             })
             .collect::<Result<Vec<_>>>()?;
-        // The embedding scale is rounded to the compute dtype first, as in transformers.
-        let mut x = (self.embed_tokens.forward(input_ids)? * (self.embed_scale as f32) as f64)?;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_layernorm.forward(&x)?;
-            let h = layer.self_attn.forward(&h, &inputs[layer.kind], i, cache)?;
-            x = (x + layer.post_attention_layernorm.forward(&h)?)?;
-            let h = layer.pre_feedforward_layernorm.forward(&x)?;
-            let h = layer.mlp.forward(&h)?;
-            x = (x + layer.post_feedforward_layernorm.forward(&h)?)?;
-        }
+        let x = self.layers_forward(input_ids, &inputs, Some(cache))?;
         let out = project_logits(&x, &self.norm, &self.lm_head, logits)?;
         match (out, self.cfg.final_logit_softcapping) {
-            (Some(l), Some(c)) => Ok(Some(((l / c)?.tanh()? * c)?)),
+            (Some(l), Some(c)) => Ok(Some(soft_cap(&l, c)?)),
             (out, _) => Ok(out),
         }
     }

@@ -5,7 +5,10 @@ use crate::error::require_positive;
 use crate::{ModelError, Result as LoadResult};
 use lmrs_core::{CausalLm, Device, LogitsFor, Module, Result, SpecialTokens, Tensor};
 use lmrs_io::{MatrixWeight, Weights};
-use lmrs_nn::{attend_grouped, merge_heads, CausalCache, Embedding, LayerNorm, Linear};
+use lmrs_nn::mode::{dropout, is_training};
+use lmrs_nn::{
+    attend_grouped, attend_with_dropout, merge_heads, CausalCache, Embedding, LayerNorm, Linear,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -52,6 +55,15 @@ pub struct Gpt2Config {
     /// Padding id.
     #[serde(default)]
     pub pad_token_id: Option<Value>,
+    /// Dropout after the embeddings (training only; default 0.1).
+    #[serde(default = "d_pdrop")]
+    pub embd_pdrop: f64,
+    /// Dropout on the attention probabilities (training only; default 0.1).
+    #[serde(default = "d_pdrop")]
+    pub attn_pdrop: f64,
+    /// Dropout after each residual branch's output projection (training only; default 0.1).
+    #[serde(default = "d_pdrop")]
+    pub resid_pdrop: f64,
     /// Set for configs rewritten from GGUF metadata: projections are stored `(out, in)`.
     #[serde(default)]
     pub gguf_architecture: Option<String>,
@@ -83,6 +95,9 @@ fn d_act() -> String {
 }
 fn d_true() -> bool {
     true
+}
+fn d_pdrop() -> f64 {
+    0.1
 }
 
 impl Gpt2Config {
@@ -129,12 +144,31 @@ impl Gpt2Config {
             ));
         }
         crate::sizes::positive_f64(source, "layer_norm_epsilon", cfg.layer_norm_epsilon)?;
+        for (field, p) in [
+            ("embd_pdrop", cfg.embd_pdrop),
+            ("attn_pdrop", cfg.attn_pdrop),
+            ("resid_pdrop", cfg.resid_pdrop),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ModelError::config(
+                    source,
+                    format!("{field} {p} is not a probability in [0, 1)"),
+                ));
+            }
+        }
         Ok(cfg)
     }
 
     /// MLP width.
     pub fn inner(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Set every dropout probability to `p` (a training run's `--dropout`).
+    pub fn set_dropout(&mut self, p: f64) {
+        self.embd_pdrop = p;
+        self.attn_pdrop = p;
+        self.resid_pdrop = p;
     }
 }
 
@@ -160,6 +194,10 @@ fn check_sizes(root: &Weights, cfg: &Gpt2Config) -> LoadResult<()> {
 fn conv1d(w: &Weights, cfg: &Gpt2Config, d_in: usize, d_out: usize) -> LoadResult<Linear> {
     let weight = if cfg.gguf_architecture.is_some() {
         w.get_matrix("weight", &[d_out, d_in])?
+    } else if w.is_trainable() {
+        // A transposed view of the `(in, out)` variable, not a copy: the optimizer updates
+        // the variable in place and the view sees it (a copy would keep the initial weights).
+        MatrixWeight::Dense(w.get("weight", &[d_in, d_out])?.t()?)
     } else {
         MatrixWeight::Dense(w.get("weight", &[d_in, d_out])?.t()?.contiguous()?)
     };
@@ -246,6 +284,63 @@ impl Gpt2 {
     pub fn config(&self) -> &Gpt2Config {
         &self.cfg
     }
+
+    /// The training forward pass: logits `(b, t, vocab)` at every position of right-padded
+    /// `input_ids` `(b, t)` with `attention_mask` `(b, t)`, no cache; positions count from 0
+    /// in every row, as `transformers` numbers them without `position_ids`. Dropout
+    /// (`embd_pdrop`, `attn_pdrop`, `resid_pdrop`) applies inside training mode only.
+    pub fn forward_train(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (vocab, max) = (self.cfg.vocab_size, self.cfg.n_positions);
+        let (b, t, positions) =
+            crate::common::check_train_input(input_ids, attention_mask, vocab, max)?;
+        let positions = Tensor::from_vec(positions, (b, t), &self.device)?;
+        let bias = crate::common::causal_padding_bias(attention_mask)?;
+        let x = self.blocks(input_ids, &positions, Some(&bias), None)?;
+        Ok(self.lm_head.forward(&self.ln_f.forward(&x)?)?)
+    }
+
+    /// Embeddings and every block: the hidden states `(b, t, d)` before `ln_f`. `positions`
+    /// `(b, t)`; `bias` `(b, 1, t, keys)`; keys and values go through `cache` when given.
+    fn blocks(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        bias: Option<&Tensor>,
+        mut cache: Option<&mut CausalCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let (d, heads) = (self.cfg.n_embd, self.cfg.n_head);
+        let hd = d / heads;
+        let (attn_p, resid_p) = (self.cfg.attn_pdrop, self.cfg.resid_pdrop);
+        let x = (self.wte.forward(input_ids)? + self.wpe.forward(positions)?)?;
+        let mut x = dropout(&x, self.cfg.embd_pdrop)?;
+        for (i, block) in self.h.iter().enumerate() {
+            let qkv = block.c_attn.forward(&block.ln_1.forward(&x)?)?;
+            // (b, t, 3d) -> three (b, heads, t, hd)
+            let part = |k: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(2, k * d, d)?
+                    .reshape((b, t, heads, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            let (k, v) = match cache.as_deref_mut() {
+                Some(c) => c.layer(i)?.append(&k, &v)?,
+                None => (k, v),
+            };
+            let y = if attn_p > 0.0 && is_training() {
+                attend_with_dropout(&q, &k, &v, bias, Some(block.scale), attn_p)?
+            } else {
+                attend_grouped(&q, &k, &v, bias, block.scale, None)?
+            };
+            let y = block.attn_c_proj.forward(&merge_heads(&y)?)?;
+            x = (x + dropout(&y, resid_p)?)?;
+            let h = block.c_fc.forward(&block.ln_2.forward(&x)?)?.gelu()?;
+            x = (x + dropout(&block.mlp_c_proj.forward(&h)?, resid_p)?)?;
+        }
+        Ok(x)
+    }
 }
 
 impl CausalLm for Gpt2 {
@@ -274,33 +369,14 @@ impl CausalLm for Gpt2 {
         logits: LogitsFor,
     ) -> Result<Option<Tensor>> {
         let (b, t) = check_input(input_ids, cache, self.cfg.vocab_size)?;
-        let (d, heads) = (self.cfg.n_embd, self.cfg.n_head);
-        let hd = d / heads;
         let positions = Tensor::from_vec(cache.positions(t), (b, t), &self.device)?;
-        let mut x = (self.wte.forward(input_ids)? + self.wpe.forward(&positions)?)?;
         let no_padding = cache.left_padding().iter().all(|&p| p == 0);
         let bias = if t == 1 && no_padding {
             None
         } else {
             Some(cache.attention_bias(t, None)?)
         };
-        for (i, block) in self.h.iter().enumerate() {
-            let qkv = block.c_attn.forward(&block.ln_1.forward(&x)?)?;
-            // (b, t, 3d) -> three (b, heads, t, hd)
-            let part = |k: usize| -> Result<Tensor> {
-                Ok(qkv
-                    .narrow(2, k * d, d)?
-                    .reshape((b, t, heads, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-            let (k, v) = cache.layer(i)?.append(&k, &v)?;
-            let y = attend_grouped(&q, &k, &v, bias.as_ref(), block.scale, None)?;
-            x = (x + block.attn_c_proj.forward(&merge_heads(&y)?)?)?;
-            let h = block.c_fc.forward(&block.ln_2.forward(&x)?)?.gelu()?;
-            x = (x + block.mlp_c_proj.forward(&h)?)?;
-        }
+        let x = self.blocks(input_ids, &positions, bias.as_ref(), Some(cache))?;
         project_logits(&x, &self.ln_f, &self.lm_head, logits)
     }
 

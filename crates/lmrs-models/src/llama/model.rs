@@ -156,14 +156,9 @@ impl Llama {
     /// cache. Positions count from 0 in every row (as `transformers` numbers them without
     /// `position_ids`); a query sees the earlier real tokens and itself.
     pub fn forward_train(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
-        crate::common::check_train_input(
-            input_ids,
-            attention_mask,
-            self.cfg.vocab_size,
-            self.cfg.max_position_embeddings,
-        )?;
-        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let (vocab, max) = (self.cfg.vocab_size, self.cfg.max_position_embeddings);
+        let (b, t, positions) =
+            crate::common::check_train_input(input_ids, attention_mask, vocab, max)?;
         let (cos, sin) = self.rotary.cos_sin(&positions, b, t, &self.device)?;
         let bias = crate::common::causal_padding_bias(attention_mask)?;
         let rope = Rope {
