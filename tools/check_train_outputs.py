@@ -3,7 +3,8 @@
 Trains each parity case of tests/fixtures/train/ with the lmrs binary (the same settings as
 the reference run: dropout 0, file order, logging every step), loads the output folder with
 `from_pretrained` (T5ForConditionalGeneration, AutoModelForSequenceClassification,
-AutoModelForCausalLM), and compares its logits on the first batch with the logits of the model
+AutoModelForCausalLM; a LoRA run's adapter folder with `peft.PeftModel.from_pretrained` over
+its base), and compares its logits on the first batch with the logits of the model
 `Trainer` trained (tests/fixtures/train/<case>.json) and the per-step losses with the
 reference log. The classifier's config must also carry the labels (id2label/label2id).
 
@@ -43,7 +44,12 @@ def first_batch_logits(task, ref, out, tok, rows):
         feats = [tok(r["document"], max_length=ref["max_length"], truncation=True) for r in rows]
         batch = DataCollatorWithPadding(tok)(feats)
         return model(**batch).logits[:1].flatten()
-    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    if "lora" in ref:
+        import peft
+        base = AutoModelForCausalLM.from_pretrained(FIX / ref["model"])
+        model = peft.PeftModel.from_pretrained(base, out).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(out).eval()
     eos = model.config.eos_token_id
     feats = []
     for r in rows:
@@ -84,6 +90,8 @@ def main():
                    "--save-strategy", "no", *task]
             for k, v in args.items():
                 cmd += ["--" + k.replace("_", "-"), str(v)]
+            if "lora" in ref:  # start from the adapter PEFT initialized, as the reference did
+                cmd += ["--adapter", str(FIX / ref["adapter"])]
             subprocess.run(cmd, check=True, capture_output=True)
             tok = AutoTokenizer.from_pretrained(out)
             n = args["per_device_train_batch_size"]

@@ -87,6 +87,16 @@ CASES = {
         learning_rate=3e-3, weight_decay=0.05, warmup_steps=0.1, max_grad_norm=0.5,
         per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=20,
         lr_scheduler_type="cosine")),
+    # LoRA (PEFT) on the tiny Llama: r 4, alpha 8 on q_proj and v_proj, the base frozen; the
+    # initial adapter (A Kaiming-uniform from torch's generator, B zero) is saved beside the
+    # reference (llama-lora-init/) so lmrs starts from the same one (--adapter). Linear decay,
+    # weight decay on the adapters, clipping, accumulation over 2 micro-batches.
+    "llama-lora": dict(model="llama-train", lora=dict(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                      target_modules=["q_proj", "v_proj"]),
+                       args=dict(learning_rate=5e-3, weight_decay=0.01, warmup_steps=2,
+                                 max_grad_norm=1.0, per_device_train_batch_size=3,
+                                 gradient_accumulation_steps=2, max_steps=20,
+                                 lr_scheduler_type="linear")),
 }
 MAX_LENGTH = 24  # classifier inputs and causal sequences
 MAX_SOURCE, MAX_TARGET, PREFIX = 24, 8, "summarize: "
@@ -194,7 +204,11 @@ def first_batch_gradients(model, first):
     counted tokens) and each parameter's gradient of it: sum, norm and first 8 values."""
     out = model(**first)
     out.loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    # PEFT's parameter names without its wrapper prefix and adapter name: the checkpoint-style
+    # keys lmrs gives its adapter variables (model.layers.0.self_attn.q_proj.lora_A.weight).
+    peft_key = lambda n: n.removeprefix("base_model.model.").replace(".default.", ".")
+    grads = {peft_key(n): p.grad.detach().clone()
+             for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     return float(out.loss), {n: {"sum": float(g.sum()), "norm": float(g.norm()),
                                  "head": [float(v) for v in g.flatten()[:8]]}
@@ -240,6 +254,17 @@ def run_other(name, case, rows):
         if case["model"] == "gpt2-train":
             kw.update(embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
         model = AutoModelForCausalLM.from_pretrained(folder, **kw)
+        if "lora" in case:
+            import peft
+            torch.manual_seed(300)
+            model = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM",
+                                                               **case["lora"]))
+            init = OUT / f"{name}-init"
+            model.save_pretrained(init)
+            (init / "README.md").unlink(missing_ok=True)  # PEFT's model-card template
+            c = json.loads((init / "adapter_config.json").read_text())
+            c["base_model_name_or_path"] = case["model"]  # not this machine's path
+            (init / "adapter_config.json").write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
         tok.pad_token = tok.pad_token or tok.eos_token
         tok.padding_side = "right"
         feats = completion_features(tok, rows, model.config.eos_token_id)
@@ -285,12 +310,14 @@ def reference(name, case, model, feats, collator, trainer_class, args_class, ext
         logits = model(**inputs).logits
     return {
         "model": case["model"], "args": case["args"], **extra,
+        **({"lora": case["lora"], "adapter": f"{name}-init"} if "lora" in case else {}),
         "log_history": trainer.state.log_history,
         "first_batch_loss": loss,
         "grads": grad_ref,
         "trained_logits_first_batch": {"shape": list(logits[:1].shape),
                                        "values": [float(v) for v in logits[:1].flatten()]},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     **({"peft": __import__("peft").__version__} if "lora" in case else {})},
     }
 
 

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lmrs_train::augment::Augment;
+use lmrs_train::lora::LoraOptions;
 use lmrs_train::{
     EarlyStopping, Hooks, IntervalStrategy, Job, Progress, TrainTask, TrainingArguments,
 };
@@ -87,6 +88,30 @@ pub struct TrainArgs {
     /// set is never augmented.
     #[arg(long)]
     pub augment: Option<String>,
+    /// Train LoRA adapters on a frozen base (PEFT's method and format): the output is an
+    /// adapter folder (adapter_config.json, adapter_model.safetensors) that
+    /// `peft.PeftModel.from_pretrained(base, dir)` loads. causal-lm (Llama family, Gemma 3).
+    #[arg(long)]
+    pub lora: bool,
+    /// LoRA rank (default 8, or the --adapter's).
+    #[arg(long)]
+    pub lora_r: Option<usize>,
+    /// LoRA alpha; the update is scaled by alpha / r (default 8, or the --adapter's).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input in training (default 0, or the --adapter's).
+    #[arg(long)]
+    pub lora_dropout: Option<f64>,
+    /// Projections to adapt, comma-separated module names matched as PEFT does (default per
+    /// model type, as PEFT: q_proj,v_proj for Llama, Qwen2, Gemma 3).
+    #[arg(long, value_delimiter = ',')]
+    pub lora_target_modules: Option<Vec<String>>,
+    /// rsLoRA: scale by alpha / sqrt(r).
+    #[arg(long)]
+    pub use_rslora: bool,
+    /// Continue training this PEFT adapter folder (its settings and weights; implies --lora).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Stop after this many evaluations without improvement (needs --eval-strategy).
     #[arg(long)]
     pub early_stopping_patience: Option<usize>,
@@ -304,6 +329,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
             "--label-field, --labels and --problem-type are for --task text-classification"
         );
     }
+    let lora_flags = args.lora_r.is_some()
+        || args.lora_alpha.is_some()
+        || args.lora_dropout.is_some()
+        || args.lora_target_modules.is_some()
+        || args.use_rslora;
+    if lora_flags && !args.lora && args.adapter.is_none() {
+        anyhow::bail!(
+            "--lora-r, --lora-alpha, --lora-dropout, --lora-target-modules and --use-rslora need --lora"
+        );
+    }
     let job = Job {
         task,
         model: args.model.clone(),
@@ -325,6 +360,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
         source_prefix: args.source_prefix.clone(),
         dropout: args.dropout,
         augment: args.augment.as_deref().map(Augment::parse).transpose()?,
+        lora: (args.lora || args.adapter.is_some()).then(|| LoraOptions {
+            r: args.lora_r,
+            alpha: args.lora_alpha,
+            dropout: args.lora_dropout,
+            target_modules: args.lora_target_modules.clone(),
+            use_rslora: args.use_rslora,
+            adapter: args.adapter.clone(),
+        }),
         no_shuffle: args.no_shuffle,
         early_stopping: args.early_stopping_patience.map(|patience| EarlyStopping {
             patience,

@@ -270,6 +270,127 @@ fn chat_data_trains_through_the_chat_template() {
     );
 }
 
+/// `eval_loss` at step 0 (`--eval-on-start`) of a run's `trainer_state.json`.
+fn start_eval_loss(out: &Path) -> f64 {
+    let state = read_json(&out.join("trainer_state.json"));
+    state["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == 0 && e.get("eval_loss").is_some())
+        .and_then(|e| e["eval_loss"].as_f64())
+        .expect("an eval at step 0")
+}
+
+#[test]
+fn lora_trains_an_adapter_that_starts_from_the_base_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("train/llama-train");
+    let common = [
+        "--input-field",
+        "prompt",
+        "--target-field",
+        "completion",
+        "--max-steps",
+        "4",
+        "--validation-split",
+        "0.2",
+        "--eval-on-start",
+        "--eval-strategy",
+        "steps",
+        "--eval-steps",
+        "4",
+    ];
+    let full = tmp.path().join("full");
+    assert_ok(&mut train_cmd("causal-lm", &model, &full, &common));
+    let lora = tmp.path().join("lora");
+    let mut args = common.to_vec();
+    args.extend(["--lora", "--lora-r", "4", "--lora-alpha", "16"]);
+    assert_ok(&mut train_cmd("causal-lm", &model, &lora, &args));
+    // B starts at zero: before training, the adapted model is the base model exactly.
+    assert_eq!(start_eval_loss(&lora), start_eval_loss(&full));
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+    ] {
+        assert!(lora.join(f).is_file(), "{f} missing");
+    }
+    assert!(!lora.join("model.safetensors").exists());
+    let cfg = read_json(&lora.join("adapter_config.json"));
+    assert_eq!(cfg["r"], 4);
+    assert_eq!(cfg["lora_alpha"], 16.0);
+    assert_eq!(
+        cfg["target_modules"],
+        serde_json::json!(["q_proj", "v_proj"])
+    );
+    let targs = read_json(&lora.join("training_args.json"));
+    assert_eq!(targs["lmrs_lora"]["peft_type"], "LORA");
+    // Continuing from the adapter it wrote takes its settings.
+    let more = tmp.path().join("more");
+    let mut args = common.to_vec();
+    args.push("--adapter");
+    let adapter = lora.display().to_string();
+    args.push(&adapter);
+    assert_ok(&mut train_cmd("causal-lm", &model, &more, &args));
+    assert_eq!(read_json(&more.join("adapter_config.json"))["r"], 4);
+    assert!(
+        start_eval_loss(&more) < start_eval_loss(&full),
+        "it continues from the adapter"
+    );
+
+    // Bad input: an unknown target, a flag without --lora, a task LoRA is not built for, an
+    // adapter of a kind lmrs does not build.
+    let out = |n: &str| tmp.path().join(n);
+    assert_fails(
+        &mut train_cmd(
+            "causal-lm",
+            &model,
+            &out("e1"),
+            &[
+                "--input-field",
+                "document",
+                "--lora",
+                "--lora-target-modules",
+                "q_proj,qkv",
+            ],
+        ),
+        &["qkv", "matched no projection"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "causal-lm",
+            &model,
+            &out("e2"),
+            &["--input-field", "document", "--lora-r", "4"],
+        ),
+        &["need --lora"],
+    );
+    assert_fails(
+        &mut train_cmd(
+            "text-classification",
+            &fixture("train/bert-train"),
+            &out("e3"),
+            &["--input-field", "document", "--lora"],
+        ),
+        &["--lora is built for --task causal-lm"],
+    );
+    let (_g, dora) = copy_fixture("train/llama-lora-init");
+    let mut c = read_json(&dora.join("adapter_config.json"));
+    c["use_dora"] = serde_json::json!(true);
+    std::fs::write(dora.join("adapter_config.json"), c.to_string()).unwrap();
+    let dora_arg = dora.display().to_string();
+    assert_fails(
+        &mut train_cmd(
+            "causal-lm",
+            &model,
+            &out("e4"),
+            &["--input-field", "document", "--adapter", &dora_arg],
+        ),
+        &["DoRA", "adapter_config.json"],
+    );
+}
+
 #[test]
 fn a_gguf_file_trains_into_an_hf_folder() {
     let tmp = tempfile::tempdir().unwrap();

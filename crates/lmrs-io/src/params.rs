@@ -21,12 +21,53 @@ pub struct ParamStore {
     /// Keys loaded by a `LayerNorm` layer (`nn.LayerNorm` in PyTorch), which `transformers`
     /// exempts from weight decay by module type whatever their names (GPT-2's `ln_1`).
     layer_norms: Mutex<std::collections::HashSet<String>>,
+    /// Set for a LoRA run: the base is frozen and targeted projections get adapters.
+    lora: Option<crate::LoraSpec>,
+    /// `target_modules` entries that matched a projection so far.
+    lora_hits: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ParamStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store for a LoRA run: base tensors stay frozen (see [`Self::frozen`]), projections
+    /// that `spec` targets get adapter variables.
+    pub fn with_lora(spec: crate::LoraSpec) -> Self {
+        Self {
+            lora: Some(spec),
+            ..Self::default()
+        }
+    }
+
+    /// The LoRA settings of the run, if it is one.
+    pub fn lora(&self) -> Option<&crate::LoraSpec> {
+        self.lora.as_ref()
+    }
+
+    /// `true` for a base tensor of a LoRA run: loaded as a plain tensor, no gradient, no
+    /// optimizer state (everything but `modules_to_save` and the adapters).
+    pub fn frozen(&self, key: &str) -> bool {
+        self.lora.as_ref().is_some_and(|l| !l.saves(key))
+    }
+
+    /// Record that `target_modules` entry `target` adapted a projection.
+    pub fn lora_hit(&self, target: &str) {
+        let mut hits = self.lora_hits.lock().unwrap_or_else(|p| p.into_inner());
+        hits.insert(target.to_string());
+    }
+
+    /// `target_modules` entries that adapted nothing (a typo, or a layer lmrs cannot adapt).
+    pub fn lora_misses(&self) -> Vec<String> {
+        let hits = self.lora_hits.lock().unwrap_or_else(|p| p.into_inner());
+        self.lora
+            .iter()
+            .flat_map(|l| l.target_modules.iter())
+            .filter(|t| !hits.contains(*t))
+            .cloned()
+            .collect()
     }
 
     /// The variable under `key`, created from `load()` the first time it is asked for.

@@ -220,9 +220,36 @@ impl Weights {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         if let Some(params) = &self.params {
             let key = self.key(name);
-            return params.get_or_insert(&key, || self.load(name, shape));
+            if !params.frozen(&key) {
+                return params.get_or_insert(&key, || self.load(name, shape));
+            }
         }
         self.load(name, shape)
+    }
+
+    /// The LoRA adapter of the projection at this prefix, `(in, out)` wide, when the run is a
+    /// LoRA run that targets it: `lora_A` `(r, in)` (Kaiming-uniform) and `lora_B` `(out, r)`
+    /// (zero) variables, created once under `<prefix>.lora_A.weight` / `.lora_B.weight`.
+    pub fn lora(&self, in_dim: usize, out_dim: usize) -> Result<Option<crate::LoraPair>> {
+        let Some((params, spec)) = self.params.as_ref().and_then(|p| Some((p, p.lora()?))) else {
+            return Ok(None);
+        };
+        let Some(target) = spec.target_of(&self.prefix) else {
+            return Ok(None);
+        };
+        params.lora_hit(target);
+        let a = params.get_or_insert(&self.key("lora_A.weight"), || {
+            Ok::<_, IoError>(spec.init_a(&self.prefix, in_dim, &self.device)?)
+        })?;
+        let b = params.get_or_insert(&self.key("lora_B.weight"), || {
+            Ok::<_, IoError>(Tensor::zeros((out_dim, spec.r), DType::F32, &self.device)?)
+        })?;
+        Ok(Some(crate::LoraPair {
+            a,
+            b,
+            scaling: spec.scaling(),
+            dropout: spec.dropout,
+        }))
     }
 
     /// [`Self::get`] without the trainable store.
@@ -272,7 +299,9 @@ impl Weights {
     /// (they are executed as they are); everything else is dense in the compute dtype.
     pub fn get_matrix(&self, name: &str, shape: &[usize]) -> Result<MatrixWeight> {
         if self.params.is_some() {
-            // Training updates every value: dense, in the compute dtype.
+            // Training updates every value: dense, in the compute dtype. A frozen LoRA base
+            // is dense too: the quantized kernels have no backward pass, and the gradient to
+            // earlier adapters flows through these projections.
             return Ok(MatrixWeight::Dense(self.get(name, shape)?));
         }
         if let Store::Gguf { .. } = &*self.store {

@@ -9,7 +9,7 @@ use crate::kernels::{gemm, small_matmul};
 use crate::Result;
 use lmrs_core::candle::quantized::{GgmlDType, QMatMul, QTensor};
 use lmrs_core::{Module, Tensor};
-use lmrs_io::{MatrixWeight, Weights};
+use lmrs_io::{LoraPair, MatrixWeight, Weights};
 use std::sync::Arc;
 
 /// How quantized weights are multiplied.
@@ -33,6 +33,8 @@ pub struct Linear {
     quantized: Option<Quantized>,
     out_dim: usize,
     bias: Option<Tensor>,
+    /// A LoRA adapter trained beside the frozen weight (`lmrs_io::LoraSpec`).
+    lora: Option<LoraPair>,
 }
 
 impl Linear {
@@ -44,6 +46,7 @@ impl Linear {
             quantized: None,
             out_dim,
             bias,
+            lora: None,
         }
     }
 
@@ -68,13 +71,15 @@ impl Linear {
                     quantized: Some(quantized),
                     out_dim,
                     bias,
+                    lora: None,
                 })
             }
         }
     }
 
     /// Load `weight` (and `bias` when `with_bias`) under `w`'s prefix. Quantized GGUF weights
-    /// stay quantized.
+    /// stay quantized. In a LoRA training run that targets this projection, it also gets its
+    /// adapter.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize, with_bias: bool) -> Result<Self> {
         let weight = w.get_matrix("weight", &[out_dim, in_dim])?;
         let bias = if with_bias {
@@ -82,7 +87,9 @@ impl Linear {
         } else {
             None
         };
-        Self::from_matrix(weight, bias)
+        let mut linear = Self::from_matrix(weight, bias)?;
+        linear.lora = w.lora(in_dim, out_dim)?;
+        Ok(linear)
     }
 
     /// The `(out, in)` weight when it is dense.
@@ -211,6 +218,14 @@ impl Module for Linear {
                 Some(y) => y,
                 None => self.forward_gemm(&x2d)?,
             }
+        };
+        let y = match &self.lora {
+            // PEFT's `base(x) + lora_B(lora_A(dropout(x))) * scaling`.
+            Some(l) => {
+                let a = crate::mode::dropout(&x2d, l.dropout)?.matmul(&l.a.t()?)?;
+                (y + (a.matmul(&l.b.t()?)? * l.scaling)?)?
+            }
+            None => y,
         };
         let mut out_dims = dims.to_vec();
         let last = out_dims.len() - 1;

@@ -22,13 +22,14 @@
 //! - dropout: GPT-2's `embd_pdrop`/`attn_pdrop`/`resid_pdrop` (`--dropout` sets all three);
 //!   the Llama family and Gemma 3 have none to apply (`attention_dropout` 0).
 
+use crate::lora::LoraOptions;
 use crate::loss::{token_loss, TokenLoss, IGNORE_INDEX};
 use crate::objective::Objective;
 use crate::tokenize::pad_right;
 use crate::{Result, TrainError};
 use lmrs_core::candle::Var;
 use lmrs_core::{DType, Device, Tensor};
-use lmrs_io::{GgufFile, GgufModel, ModelFiles, ModelSource, ParamStore, Weights};
+use lmrs_io::{GgufFile, GgufModel, LoraSpec, ModelFiles, ModelSource, ParamStore, Weights};
 use lmrs_models::CausalModel;
 use lmrs_pipelines::{ChatMessage, ChatTemplate};
 use serde_json::Value;
@@ -74,6 +75,10 @@ pub struct CausalObjective {
     config_changed: bool,
     /// The chat template of the folder or file, for conversational data.
     chat: Option<ChatTemplate>,
+    /// Set for a LoRA run: only the adapters train, and `save` writes an adapter folder.
+    lora: Option<LoraSpec>,
+    /// The base model as the user named it (`base_model_name_or_path` of an adapter).
+    base: String,
     pad: u32,
     eos: Option<u32>,
 }
@@ -82,8 +87,16 @@ impl CausalObjective {
     /// Load an HF folder or a GGUF file for training in f32: every weight a variable (GGUF
     /// blocks dequantized). `dropout` overrides GPT-2's dropout probabilities; the other
     /// families apply none, and refuse a non-zero one.
-    pub fn load(source: &ModelSource, dropout: Option<f64>) -> Result<Self> {
-        let params = Arc::new(ParamStore::new());
+    ///
+    /// With `lora`, the base is frozen and the targeted projections get PEFT adapters
+    /// (seeded by `seed`), started from `lora.adapter` when given; the run saves an adapter
+    /// folder instead of the model.
+    pub fn load(
+        source: &ModelSource,
+        dropout: Option<f64>,
+        lora: Option<&LoraOptions>,
+        seed: u64,
+    ) -> Result<Self> {
         let (config, origin, weights, tokenizer, files, chat) = match source {
             ModelSource::HfFolder(dir) => {
                 let files = ModelFiles::from_folder(dir)?;
@@ -120,6 +133,15 @@ impl CausalObjective {
             }
         };
         let mut config = config;
+        let model_type = config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let lora_spec = lora.map(|o| o.spec(model_type, seed)).transpose()?;
+        let params = Arc::new(match &lora_spec {
+            Some(spec) => ParamStore::with_lora(spec.clone()),
+            None => ParamStore::new(),
+        });
         let config_changed = match dropout {
             Some(p) if !(0.0..1.0).contains(&p) => {
                 return Err(TrainError::Args(format!("--dropout {p} is not in [0, 1)")));
@@ -143,6 +165,9 @@ impl CausalObjective {
             &origin,
             &weights.trainable(params.clone()),
         )?;
+        if lora_spec.is_some() {
+            crate::lora::check_and_init(&params, lora.and_then(|o| o.adapter.as_deref()))?;
+        }
         let special = lmrs_core::CausalLm::special_tokens(&model);
         let chat = match chat {
             ChatSource::Folder(t) => t.map(|t| *t),
@@ -160,9 +185,16 @@ impl CausalObjective {
             config,
             config_changed,
             chat,
+            lora: lora_spec,
+            base: origin.display().to_string(),
             pad,
             eos,
         })
+    }
+
+    /// The LoRA settings when this is a LoRA run.
+    pub fn lora(&self) -> Option<&LoraSpec> {
+        self.lora.as_ref()
     }
 
     /// Tokenize texts (`completions` `None`) or prompt/completion pairs; returns the
@@ -308,7 +340,29 @@ impl Objective for CausalObjective {
         self.params.vars()
     }
 
+    fn load_weights(&self, dir: &Path) -> Result<()> {
+        match self.lora {
+            Some(_) => crate::lora::load_adapter_weights(&self.params.vars(), dir),
+            None => {
+                crate::checkpoint::load_weights(&self.params.vars(), &dir.join("model.safetensors"))
+            }
+        }
+    }
+
     fn save(&self, dir: &Path) -> Result<()> {
+        if let Some(spec) = &self.lora {
+            crate::lora::save_adapter(&self.params.vars(), spec, "CAUSAL_LM", &self.base, dir)?;
+            // The tokenizer beside the adapter, as Trainer.save_model leaves it.
+            return match &self.files {
+                Some(files) => crate::checkpoint::copy_tokenizer_files(files, dir),
+                None => {
+                    let tok = dir.join("tokenizer.json");
+                    self.tokenizer
+                        .save(&tok, false)
+                        .map_err(|e| TrainError::Tokenizer(format!("{}: {e}", tok.display())))
+                }
+            };
+        }
         match &self.files {
             Some(files) => {
                 crate::checkpoint::save_hf_folder(&self.params.vars(), files, dir)?;

@@ -57,6 +57,22 @@ pub fn save_hf_folder(vars: &[(String, Var)], source: &ModelFiles, dir: &Path) -
     Ok(())
 }
 
+/// Copy the tokenizer files of `source` (those `save_hf_folder` carries, less the model's
+/// config) into `dir`, as `Trainer.save_model` leaves them beside an adapter.
+pub fn copy_tokenizer_files(source: &ModelFiles, dir: &Path) -> Result<()> {
+    for name in CARRIED_FILES
+        .iter()
+        .filter(|n| !matches!(**n, "config.json" | "generation_config.json"))
+    {
+        let from = source.dir.join(name);
+        if from.is_file() {
+            let to = dir.join(name);
+            std::fs::copy(&from, &to).map_err(file_err(&to))?;
+        }
+    }
+    Ok(())
+}
+
 /// Write f32 tensors to a safetensors file (with `__metadata__` when given).
 pub fn write_safetensors(
     tensors: &HashMap<String, Tensor>,

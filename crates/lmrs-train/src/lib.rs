@@ -5,7 +5,8 @@
 //! the layers take differentiable paths for it (see [`lmrs_nn::mode`]). What this crate adds:
 //! datasets ([`data`]) and their augmentation ([`augment`]), tasks ([`seq2seq`],
 //! [`classify`], [`causal`]), evaluation by generation ([`predict`]), losses ([`loss`]),
-//! AdamW and clipping ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]),
+//! AdamW and clipping ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]), LoRA
+//! adapters in PEFT's format ([`lora`]),
 //! checkpoints ([`checkpoint`], [`state`]) and the report with its loss picture
 //! ([`report`]).
 
@@ -16,6 +17,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod data;
 mod error;
+pub mod lora;
 pub mod loss;
 pub mod objective;
 pub mod optim;

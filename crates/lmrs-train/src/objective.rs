@@ -42,6 +42,12 @@ pub trait Objective {
         false
     }
 
+    /// Load the trained values a checkpoint folder `dir` holds (written by [`Self::save`])
+    /// into the variables: `--resume` and `--load-best-model-at-end`.
+    fn load_weights(&self, dir: &Path) -> Result<()> {
+        crate::checkpoint::load_weights(&self.params(), &dir.join("model.safetensors"))
+    }
+
     /// Write an HF model folder (weights, config, tokenizer files) to `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
 }

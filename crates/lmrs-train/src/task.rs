@@ -94,6 +94,8 @@ pub struct Job {
     pub dropout: Option<f64>,
     /// `--augment`: seeded augmentation of the training set's input field.
     pub augment: Option<Augment>,
+    /// `--lora`: train PEFT adapters on a frozen base instead of every weight.
+    pub lora: Option<crate::lora::LoraOptions>,
     /// Classification: `--labels`, in index order.
     pub labels: Option<Vec<String>>,
     /// Classification: `--problem-type`.
@@ -154,9 +156,16 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
             ))),
         }
     };
+    if job.lora.is_some() && job.task != TrainTask::CausalLm {
+        return Err(TrainError::Unsupported(format!(
+            "--lora is built for --task causal-lm so far, not {}",
+            job.task.name()
+        )));
+    }
     match job.task {
         TrainTask::CausalLm => {
-            let obj = CausalObjective::load(&source, job.dropout)?;
+            let obj =
+                CausalObjective::load(&source, job.dropout, job.lora.as_ref(), job.args.seed)?;
             let completion = (!job.target_field.is_empty()).then_some(job.target_field.as_str());
             // TRL's dataset_text_field default: `text`, or a `messages` conversation.
             let input = if job.input_field == "text"
@@ -198,6 +207,10 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
                 .insert("lmrs_completion_field".into(), json!(completion));
             run.extra.insert("lmrs_input_field".into(), json!(input));
             run.extra.insert("lmrs_chat_template".into(), json!(chat));
+            if let Some(spec) = obj.lora() {
+                let config = crate::lora::adapter_config(spec, "CAUSAL_LM", &job.model);
+                run.extra.insert("lmrs_lora".into(), config);
+            }
             run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
         }
         TrainTask::TextClassification => {

@@ -284,7 +284,7 @@ pub fn train<O: Objective>(
     // The final model at the root (`Trainer.save_model`), the best one when asked.
     if args.load_best_model_at_end {
         if let Some(best) = &state.best_model_checkpoint {
-            checkpoint::load_weights(&obj.params(), &Path::new(best).join("model.safetensors"))?;
+            obj.load_weights(Path::new(best))?;
         }
     }
     obj.save(&out)?;
@@ -506,7 +506,7 @@ fn resume<O: Objective>(
             state.global_step
         )));
     }
-    checkpoint::load_weights(&obj.params(), &dir.join("model.safetensors"))?;
+    obj.load_weights(dir)?;
     checkpoint::load_optimizer(opt, &dir.join("optimizer.safetensors"))?;
     if opt.step != state.global_step as u64 {
         return Err(err(format!(

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 /// The objective with dropout off (GPT-2 has 0.1 by default; the references train with 0).
 fn setup(r: &Value) -> Setup<CausalObjective> {
-    let obj = CausalObjective::load(&ModelSource::HfFolder(model_dir(r)), Some(0.0)).expect("load");
+    let obj = CausalObjective::load(&ModelSource::HfFolder(model_dir(r)), Some(0.0), None, 42)
+        .expect("load");
     let data = zen();
     let max = r["max_length"].as_u64().expect("max_length") as usize;
     let prompts = data.texts("prompt").expect("prompts");
@@ -120,7 +121,8 @@ fn run_and_reload(case: &str) {
 fn conversations_tokenize_as_apply_chat_template() {
     use lmrs_pipelines::ChatMessage;
     let r = reference("chat-tokens");
-    let obj = CausalObjective::load(&ModelSource::HfFolder(model_dir(&r)), None).expect("load");
+    let obj =
+        CausalObjective::load(&ModelSource::HfFolder(model_dir(&r)), None, None, 42).expect("load");
     let parse =
         |v: &Value| -> Vec<ChatMessage> { serde_json::from_value(v.clone()).expect("messages") };
     let ids = |v: &Value| -> Vec<u32> { serde_json::from_value(v.clone()).expect("ids") };
@@ -153,4 +155,71 @@ fn conversations_tokenize_as_apply_chat_template() {
     // Truncation counts.
     let (_, cut) = obj.tokenize_chat(&whole, None, 8).expect("tokenize");
     assert_eq!(cut, whole.len());
+}
+
+/// LoRA on the tiny Llama against `Trainer` + PEFT (`llama-lora`): the run starts from the
+/// adapter PEFT initialized (`--adapter`), only the adapters train (the base stays frozen),
+/// and the first micro-batch's gradients, the 20 logged steps and the trained logits equal
+/// PEFT's; the output root is an adapter folder.
+#[test]
+fn llama_lora_run_equals_trainer_with_peft() {
+    use lmrs_train::lora::LoraOptions;
+    let case = "llama-lora";
+    let r = reference(case);
+    let init = model_dir(&r).with_file_name(r["adapter"].as_str().expect("adapter"));
+    let opts = LoraOptions {
+        adapter: Some(init),
+        ..Default::default()
+    };
+    let source = ModelSource::HfFolder(model_dir(&r));
+    let obj = CausalObjective::load(&source, Some(0.0), Some(&opts), 42).expect("load");
+    // Two adapted projections per layer, two matrices each; nothing else trains.
+    let params = lmrs_train::Objective::params(&obj);
+    assert_eq!(
+        params.len(),
+        2 * 2 * 2,
+        "{:?}",
+        params.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    assert!(params.iter().all(|(k, _)| k.contains(".lora_")));
+    let data = zen();
+    let max = r["max_length"].as_u64().expect("max_length") as usize;
+    let (examples, _) = obj
+        .tokenize(
+            &data.texts("prompt").expect("prompts"),
+            Some(&data.texts("completion").expect("completions")),
+            max,
+        )
+        .expect("tokenize");
+    let s = Setup::new(&r, obj, examples);
+    s.check_gradients(case, &r);
+    s.train_and_check_log(case, &r);
+    let (ids, mask, _) = s.obj.collate(&s.first_batch()).expect("collate");
+    let logits = s.obj.model().forward_train(&ids, &mask).expect("forward");
+    check_logits(case, &r, &logits);
+    let root = std::path::PathBuf::from(&s.args.output_dir);
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+    ] {
+        assert!(root.join(f).is_file(), "{f} missing");
+    }
+    assert!(
+        !root.join("model.safetensors").exists(),
+        "a LoRA run writes no full model"
+    );
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["r"], 4);
+    let mut targets: Vec<&str> = cfg["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    targets.sort_unstable();
+    assert_eq!(targets, ["q_proj", "v_proj"]);
 }
