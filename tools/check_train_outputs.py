@@ -61,6 +61,23 @@ def first_batch_logits(task, ref, out, tok, rows):
     return model(**batch).logits[:1].flatten()
 
 
+def check_adapter_generation(lmrs, ref, out, tok, prompt):
+    """`lmrs generate --adapter` (merged at load) gives PEFT's greedy tokens."""
+    import peft
+    base = AutoModelForCausalLM.from_pretrained(FIX / ref["model"])
+    model = peft.PeftModel.from_pretrained(base, out).eval()
+    ids = tok(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = model.generate(input_ids=ids, max_new_tokens=8, min_new_tokens=8,
+                              do_sample=False)[0, ids.shape[1]:].tolist()
+    p = subprocess.run([lmrs, "generate", "--model", str(FIX / ref["model"]), "--adapter", str(out),
+                        "--max-new-tokens", "8", "--min-new-tokens", "8", "--json", prompt],
+                       check=True, capture_output=True, text=True)
+    got = json.loads(p.stdout.strip().splitlines()[0])["token_ids"]
+    print(f"{ref['model']} + lmrs adapter: lmrs generate --adapter {got}, PEFT {want}")
+    assert got == want, (got, want)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lmrs", default=str(ROOT / "target" / "debug" / "lmrs"))
@@ -106,6 +123,8 @@ def main():
             print(f"{ref_file.stem}: transformers loads the lmrs output; logits max |diff| {diff:.2e} "
                   f"(max |logit| {scale:.2f}); per-step loss worst relative error {loss_rel:.2e} over {len(ours)} steps")
             worst = max(worst, diff / scale)
+            if "lora" in ref:
+                check_adapter_generation(a.lmrs, ref, out, tok, rows[0]["prompt"])
             assert len(ours) == len(theirs) and loss_rel < 1e-4
     if worst > 1e-4:
         print(f"FAIL: logits differ by {worst:.2e} of their scale", file=sys.stderr)

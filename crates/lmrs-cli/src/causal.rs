@@ -9,6 +9,7 @@ use lmrs_pipelines::{
     ChatMessage, CompletionOutput, LoadOptions, RunOptions, TextGenerationPipeline,
 };
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 
 /// `lmrs generate` flags.
 #[derive(Debug, Args)]
@@ -35,6 +36,10 @@ pub struct GenerateArgs {
     /// failing.
     #[arg(long)]
     pub truncate: bool,
+    /// A PEFT LoRA adapter folder to apply to the model (repeatable; merged at load, as
+    /// `peft`'s `merge_and_unload`). `lmrs train --lora` writes one.
+    #[arg(long)]
+    pub adapter: Vec<PathBuf>,
     #[command(flatten)]
     pub generation: GenerationArgs,
 }
@@ -61,6 +66,10 @@ pub struct ChatArgs {
     /// Drop the oldest tokens when the conversation outgrows the context window.
     #[arg(long)]
     pub truncate: bool,
+    /// A PEFT LoRA adapter folder to apply to the model (repeatable; merged at load, as
+    /// `peft`'s `merge_and_unload`). `lmrs train --lora` writes one.
+    #[arg(long)]
+    pub adapter: Vec<PathBuf>,
     #[command(flatten)]
     pub generation: GenerationArgs,
 }
@@ -77,6 +86,7 @@ fn load(
     model: &Option<String>,
     revision: &Option<String>,
     truncate: bool,
+    adapters: &[PathBuf],
 ) -> Result<TextGenerationPipeline> {
     let reference = model_reference(model)?;
     let mut p = TextGenerationPipeline::load(
@@ -84,6 +94,7 @@ fn load(
         &LoadOptions {
             revision: revision.clone(),
             max_input_tokens: None,
+            adapters: adapters.to_vec(),
         },
     )
     .with_context(|| format!("cannot load {reference}"))?;
@@ -151,7 +162,7 @@ where
 /// `lmrs generate`: raw completion of each prompt.
 pub fn generate(args: GenerateArgs) -> Result<()> {
     let prompts = documents(&args.prompts, &args.source)?;
-    let pipeline = load(&args.model, &args.revision, args.truncate)?;
+    let pipeline = load(&args.model, &args.revision, args.truncate, &args.adapter)?;
     let overrides = args.generation.overrides_for(pipeline.defaults());
     let (outputs, streamed) = run_streaming(args.json, prompts.len() == 1, |on_text| {
         let opts = RunOptions {
@@ -169,7 +180,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 pub fn summarize(args: TaskArgs) -> Result<()> {
     let docs = documents(&args.texts, &args.io.source)?;
     let truncate = args.io.max_input_tokens.is_some();
-    let pipeline = load(&args.model, &args.revision, truncate)?;
+    let pipeline = load(&args.model, &args.revision, truncate, &[])?;
     let overrides = args.generation.overrides_for(pipeline.defaults());
     let (outputs, streamed) = run_streaming(args.io.json, docs.len() == 1, |on_text| {
         let opts = RunOptions {
@@ -186,7 +197,7 @@ pub fn summarize(args: TaskArgs) -> Result<()> {
 /// `lmrs chat`: a conversation with history, interactive on a terminal; `--message` answers
 /// once (repeat it to give earlier user turns).
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let pipeline = load(&args.model, &args.revision, args.truncate)?;
+    let pipeline = load(&args.model, &args.revision, args.truncate, &args.adapter)?;
     if pipeline.chat_template().is_none() {
         bail!(
             "{} has no chat template; use `lmrs generate` for plain completion",

@@ -326,6 +326,25 @@ fn lora_trains_an_adapter_that_starts_from_the_base_model() {
     );
     let targs = read_json(&lora.join("training_args.json"));
     assert_eq!(targs["lmrs_lora"]["peft_type"], "LORA");
+    // Inference applies it to the base (merged at load); another base is refused.
+    let (s, _) = assert_ok(
+        lmrs()
+            .args(["generate", "--model"])
+            .arg(&model)
+            .arg("--adapter")
+            .arg(&lora)
+            .args(["--max-new-tokens", "3", "--json", "Beautiful is"]),
+    );
+    assert!(!json_lines(&s).is_empty(), "{s}");
+    assert_fails(
+        lmrs()
+            .args(["generate", "--model"])
+            .arg(fixture("train/gemma3-train"))
+            .arg("--adapter")
+            .arg(&lora)
+            .args(["--max-new-tokens", "3", "Beautiful is"]),
+        &["LoRA adapter", "another base model"],
+    );
     // Continuing from the adapter it wrote takes its settings.
     let more = tmp.path().join("more");
     let mut args = common.to_vec();

@@ -124,6 +124,9 @@ pub enum IoError {
         message: String,
     },
     /// A tensor operation failed while loading.
+    /// A LoRA adapter folder lmrs cannot apply.
+    #[error("LoRA adapter {path}: {message}")]
+    Adapter { path: PathBuf, message: String },
     #[error(transparent)]
     Core(#[from] lmrs_core::Error),
 }

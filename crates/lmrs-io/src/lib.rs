@@ -32,7 +32,7 @@ pub use gguf_arch::{GgufModel, GgufName, GgufNameMap, GgufTransform, GGUF_ARCHIT
 pub use gguf_header::read_gguf_header;
 pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use json::{from_str_naming_field, model_type, read_json};
-pub use lora::{LoraPair, LoraSpec};
+pub use lora::{read_adapter_config, Adapter, LoraPair, LoraSpec, PEFT_KEY_PREFIX};
 pub use params::ParamStore;
 pub use resolve::{hub_cache_dirs, resolve, resolve_in, ModelSource};
 pub use tokenizer::load_tokenizer;

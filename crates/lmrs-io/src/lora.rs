@@ -9,9 +9,14 @@
 //! rsLoRA), A Kaiming-uniform (`a = sqrt(5)`, so bound `1 / sqrt(in)`) and B zero, so the
 //! first step starts from the base model exactly.
 
+use crate::{IoError, Result};
 use lmrs_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// What a LoRA run adapts (PEFT's `LoraConfig` fields lmrs supports).
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +103,203 @@ pub struct LoraPair {
     /// Dropout on the adapter's input (training mode only).
     pub dropout: f64,
 }
+
+/// The settings of a PEFT adapter folder, refusing what lmrs does not build (other PEFT
+/// types, DoRA, per-layer ranks, `fan_in_fan_out`, trained biases).
+pub fn read_adapter_config(dir: &Path) -> Result<LoraSpec> {
+    let path = dir.join("adapter_config.json");
+    let cfg: Value = crate::read_json(&path)?;
+    let bad = |message: String| IoError::Adapter {
+        path: path.clone(),
+        message,
+    };
+    let peft_type = cfg.get("peft_type").and_then(Value::as_str).unwrap_or("");
+    if peft_type != "LORA" {
+        return Err(bad(format!(
+            "peft_type '{peft_type}' is not supported (LORA only)"
+        )));
+    }
+    let truthy = |k: &str| cfg.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let non_empty = |k: &str| {
+        cfg.get(k)
+            .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    };
+    if truthy("use_dora") {
+        return Err(bad("DoRA (use_dora) is not supported".into()));
+    }
+    if truthy("fan_in_fan_out") {
+        return Err(bad(
+            "fan_in_fan_out (GPT-2 Conv1D) is not supported yet".into()
+        ));
+    }
+    if non_empty("rank_pattern") || non_empty("alpha_pattern") {
+        return Err(bad(
+            "rank_pattern/alpha_pattern are not supported yet".into()
+        ));
+    }
+    if cfg.get("bias").and_then(Value::as_str).unwrap_or("none") != "none" {
+        return Err(bad("only bias \"none\" is supported".into()));
+    }
+    // Options that change which weights exist or how they combine: refused, not ignored.
+    for key in [
+        "lora_bias",
+        "use_qalora",
+        "exclude_modules",
+        "layers_to_transform",
+        "layer_replication",
+        "target_parameters",
+        "trainable_token_indices",
+        "alora_invocation_tokens",
+        "modules_to_save",
+    ] {
+        let set = match cfg.get(key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            return Err(bad(format!("{key} is not supported yet")));
+        }
+    }
+    let targets = match cfg.get("target_modules") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad("target_modules holds a non-string".into()))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Some(Value::String(s)) => {
+            return Err(bad(format!(
+                "target_modules as a regular expression ('{s}') is not supported; list the names"
+            )))
+        }
+        _ => return Err(bad("no target_modules".into())),
+    };
+    let r = cfg.get("r").and_then(Value::as_u64).unwrap_or(8) as usize;
+    Ok(LoraSpec {
+        r,
+        alpha: cfg.get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0),
+        dropout: cfg
+            .get("lora_dropout")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
+        target_modules: targets,
+        use_rslora: truthy("use_rslora"),
+        modules_to_save: Vec::new(),
+        seed: 0,
+    })
+}
+
+/// A PEFT LoRA adapter applied at load: its settings and tensors, merged into the base
+/// weights they adapt (`W + scaling * B @ A`) as [`crate::Weights`] reads them.
+pub struct Adapter {
+    /// The folder it came from.
+    pub dir: PathBuf,
+    /// Its settings.
+    pub spec: LoraSpec,
+    tensors: crate::Weights,
+    /// Modules whose weights were merged so far.
+    used: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapter")
+            .field("dir", &self.dir)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Adapter {
+    /// Open an adapter folder (`adapter_config.json` + `adapter_model.safetensors`).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let spec = read_adapter_config(dir)?;
+        let file = dir.join("adapter_model.safetensors");
+        let tensors = crate::Weights::from_files(&[file], &Device::Cpu, lmrs_core::DType::F32)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            spec,
+            tensors,
+            used: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The modules this adapter holds A/B pairs for (`base_model.model.` stripped).
+    pub fn modules(&self) -> Vec<String> {
+        self.tensors
+            .keys()
+            .into_iter()
+            .filter_map(|k| {
+                k.strip_prefix(PEFT_KEY_PREFIX)?
+                    .strip_suffix(".lora_A.weight")
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// `true` when the adapter file holds tensor `key`.
+    pub fn holds(&self, key: &str) -> bool {
+        self.tensors.contains(key)
+    }
+
+    /// `w` `(out, in)` of `module` with this adapter's update added, when it adapts
+    /// `module`; shapes are checked against the base.
+    pub fn merge(&self, module: &str, w: &Tensor) -> Result<Option<Tensor>> {
+        let a_key = format!("{PEFT_KEY_PREFIX}{module}.lora_A.weight");
+        if !self.tensors.contains(&a_key) {
+            return Ok(None);
+        }
+        let bad = |message: String| IoError::Adapter {
+            path: self.dir.clone(),
+            message,
+        };
+        let (out_dim, in_dim) = w.dims2()?;
+        let r = self.spec.r;
+        let a = self
+            .tensors
+            .get(&a_key, &[r, in_dim])
+            .map_err(|e| bad(format!("{e} (an adapter for another base model?)")))?;
+        let b_key = format!("{PEFT_KEY_PREFIX}{module}.lora_B.weight");
+        let b = self
+            .tensors
+            .get(&b_key, &[out_dim, r])
+            .map_err(|e| bad(format!("{e} (an adapter for another base model?)")))?;
+        let delta = (b.matmul(&a)? * self.spec.scaling())?.to_dtype(w.dtype())?;
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.insert(module.to_string());
+        Ok(Some((w + delta)?))
+    }
+
+    /// After a model is built: every module of the adapter was merged into some weight
+    /// (otherwise it was made for another architecture or module layout).
+    pub fn check_all_used(&self) -> Result<()> {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unused: Vec<String> = self
+            .modules()
+            .into_iter()
+            .filter(|m| !used.contains(m))
+            .collect();
+        if unused.is_empty() {
+            return Ok(());
+        }
+        unused.sort();
+        Err(IoError::Adapter {
+            path: self.dir.clone(),
+            message: format!(
+                "{} of its modules match no projection of the model ({}{}): an adapter for another base model?",
+                unused.len(),
+                unused[..unused.len().min(3)].join(", "),
+                if unused.len() > 3 { ", ..." } else { "" }
+            ),
+        })
+    }
+}
+
+/// The prefix of PEFT's saved keys.
+pub const PEFT_KEY_PREFIX: &str = "base_model.model.";
 
 #[cfg(test)]
 mod tests {

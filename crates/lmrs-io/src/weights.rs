@@ -93,6 +93,8 @@ pub struct Weights {
     dtype: DType,
     /// Set for training: every tensor loaded becomes a variable recorded here.
     params: Option<Arc<ParamStore>>,
+    /// LoRA adapters merged into the weights they adapt as they are read (inference).
+    adapters: Vec<Arc<crate::Adapter>>,
 }
 
 impl Weights {
@@ -112,6 +114,7 @@ impl Weights {
             device: device.clone(),
             dtype,
             params: None,
+            adapters: Vec::new(),
         })
     }
 
@@ -129,6 +132,7 @@ impl Weights {
             device: device.clone(),
             dtype,
             params: None,
+            adapters: Vec::new(),
         }
     }
 
@@ -145,6 +149,46 @@ impl Weights {
         if let Some(params) = &self.params {
             params.mark_layer_norm(&self.key(name));
         }
+    }
+
+    /// The same checkpoint with LoRA adapters merged in: a projection weight an adapter
+    /// covers is read as `W + scaling * B @ A` (dense, also from GGUF blocks). Call
+    /// [`crate::Adapter::check_all_used`] once the model is built.
+    pub fn with_adapters(mut self, adapters: Vec<Arc<crate::Adapter>>) -> Self {
+        self.adapters = adapters;
+        self
+    }
+
+    /// Every tensor key of a safetensors checkpoint (empty for GGUF).
+    pub fn keys(&self) -> Vec<String> {
+        match &*self.store {
+            Store::Safetensors(shards) => shards
+                .iter()
+                .flat_map(|s| s.tensors.keys().cloned())
+                .collect(),
+            Store::Gguf { .. } => Vec::new(),
+        }
+    }
+
+    /// `w` with every adapter that covers this prefix's module merged in (only for a
+    /// projection's `weight`).
+    fn merged(&self, name: &str, w: Tensor) -> Result<Tensor> {
+        if name != "weight" {
+            return Ok(w);
+        }
+        let mut w = w;
+        for a in &self.adapters {
+            if let Some(m) = a.merge(&self.prefix, &w)? {
+                w = m;
+            }
+        }
+        Ok(w)
+    }
+
+    /// `true` when an adapter covers this prefix's module.
+    fn adapted(&self) -> bool {
+        let key = format!("{}{}.lora_A.weight", crate::PEFT_KEY_PREFIX, self.prefix);
+        self.adapters.iter().any(|a| a.holds(&key))
     }
 
     /// `true` when loaded tensors become trainable variables.
@@ -224,7 +268,8 @@ impl Weights {
                 return params.get_or_insert(&key, || self.load(name, shape));
             }
         }
-        self.load(name, shape)
+        let t = self.load(name, shape)?;
+        self.merged(name, t)
     }
 
     /// The LoRA adapter of the projection at this prefix, `(in, out)` wide, when the run is a
@@ -305,6 +350,10 @@ impl Weights {
             return Ok(MatrixWeight::Dense(self.get(name, shape)?));
         }
         if let Store::Gguf { .. } = &*self.store {
+            if self.adapted() {
+                // Merged into dequantized values: the adapted projection runs dense.
+                return Ok(MatrixWeight::Dense(self.get(name, shape)?));
+            }
             let key = self.key(name);
             let q = self.gguf_tensor(&key, shape)?;
             return Ok(match q.dtype() {

@@ -7,7 +7,7 @@ use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::llama::{Llama, LlamaConfig};
 use crate::{ModelError, Result};
 use lmrs_core::{CausalLm, DType, Device, LogitsFor, SpecialTokens, Tensor};
-use lmrs_io::{GgufFile, GgufModel, ModelFiles, Weights};
+use lmrs_io::{Adapter, GgufFile, GgufModel, ModelFiles, Weights};
 use lmrs_nn::CausalCache;
 use serde_json::Value;
 use std::path::Path;
@@ -71,17 +71,43 @@ fn text_config(config: Value) -> Value {
 
 /// Load a decoder-only model from an HF folder.
 pub fn load_causal(files: &ModelFiles, device: &Device) -> Result<CausalModel> {
+    load_causal_adapted(files, device, &[])
+}
+
+/// [`load_causal`] with LoRA adapters merged into the weights they adapt (PEFT folders,
+/// applied in order); an adapter with modules the model lacks is an error naming them.
+pub fn load_causal_adapted(
+    files: &ModelFiles,
+    device: &Device,
+    adapters: &[Arc<Adapter>],
+) -> Result<CausalModel> {
     let config: Value = lmrs_io::read_json(&files.config)?;
-    let w = Weights::from_files(&files.weights, device, DType::F32)?;
-    build(config, &files.config, &w)
+    let w =
+        Weights::from_files(&files.weights, device, DType::F32)?.with_adapters(adapters.to_vec());
+    let model = build(config, &files.config, &w)?;
+    adapters.iter().try_for_each(|a| a.check_all_used())?;
+    Ok(model)
 }
 
 /// Load a decoder-only model from a GGUF file (quantized projections stay quantized).
 pub fn load_causal_gguf(file: Arc<GgufFile>, device: &Device) -> Result<CausalModel> {
+    load_causal_gguf_adapted(file, device, &[])
+}
+
+/// [`load_causal_gguf`] with LoRA adapters merged in: the projections they adapt are
+/// dequantized and run dense, the others stay quantized.
+pub fn load_causal_gguf_adapted(
+    file: Arc<GgufFile>,
+    device: &Device,
+    adapters: &[Arc<Adapter>],
+) -> Result<CausalModel> {
     let path = file.path().to_path_buf();
     let gguf = GgufModel::new(file)?;
-    let w = Weights::from_gguf(gguf.file.clone(), gguf.names.clone(), device, DType::F32);
-    build(gguf.config, &path, &w)
+    let w = Weights::from_gguf(gguf.file.clone(), gguf.names.clone(), device, DType::F32)
+        .with_adapters(adapters.to_vec());
+    let model = build(gguf.config, &path, &w)?;
+    adapters.iter().try_for_each(|a| a.check_all_used())?;
+    Ok(model)
 }
 
 /// Run `$body` with `$m` bound to the inner model, whatever the architecture.

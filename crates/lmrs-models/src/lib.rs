@@ -20,5 +20,8 @@ pub use card::{
     ModelCard, ModelFormat,
 };
 pub use catalogue::{Family, ModelKind, Role};
-pub use causal::{load_causal, load_causal_from, load_causal_gguf, CausalModel};
+pub use causal::{
+    load_causal, load_causal_adapted, load_causal_from, load_causal_gguf, load_causal_gguf_adapted,
+    CausalModel,
+};
 pub use error::{ModelError, Result};

@@ -12,8 +12,8 @@ use crate::text::TextTokenizer;
 use crate::{PipelineError, Result};
 use lmrs_core::{CausalLm, Device, SpecialTokens};
 use lmrs_generate::{generate_hooked, CausalSession, GenerationConfig, Hooks, ResolvedConfig};
-use lmrs_io::{GgufFile, ModelFiles, ModelSource};
-use lmrs_models::{load_causal, load_causal_gguf, CausalModel};
+use lmrs_io::{Adapter, GgufFile, ModelFiles, ModelSource};
+use lmrs_models::{load_causal_adapted, load_causal_gguf_adapted, CausalModel};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,19 +116,24 @@ impl TextGenerationPipeline {
     /// Load from a GGUF file, a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &LoadOptions) -> Result<Self> {
         let device = Device::Cpu;
+        let adapters = opts
+            .adapters
+            .iter()
+            .map(|d| Ok(Arc::new(Adapter::open(d)?)))
+            .collect::<Result<Vec<_>>>()?;
         let mut p = match lmrs_io::resolve(reference, opts.revision.as_deref())? {
-            ModelSource::Gguf(path) => Self::load_gguf(&path, &device)?,
-            ModelSource::HfFolder(dir) => Self::load_folder(&dir, &device)?,
+            ModelSource::Gguf(path) => Self::load_gguf(&path, &device, &adapters)?,
+            ModelSource::HfFolder(dir) => Self::load_folder(&dir, &device, &adapters)?,
         };
         p.truncate_prompts = opts.max_input_tokens.is_some();
         Ok(p)
     }
 
-    fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
+    fn load_gguf(path: &Path, device: &Device, adapters: &[Arc<Adapter>]) -> Result<Self> {
         let file = Arc::new(GgufFile::open(path)?);
         // The model first: an unsupported architecture is the error to report, not the
         // tokenizer metadata such a file may lack.
-        let model = load_causal_gguf(file.clone(), device)?;
+        let model = load_causal_gguf_adapted(file.clone(), device, adapters)?;
         let tokenizer = lmrs_io::tokenizer_from_gguf(file.content())?;
         let special = model.special_tokens();
         let chat_template = crate::chat_source::gguf_chat_template(&file, &tokenizer, &special)?;
@@ -149,10 +154,10 @@ impl TextGenerationPipeline {
         })
     }
 
-    fn load_folder(dir: &Path, device: &Device) -> Result<Self> {
+    fn load_folder(dir: &Path, device: &Device, adapters: &[Arc<Adapter>]) -> Result<Self> {
         let files = ModelFiles::from_folder(dir)?;
         let tokenizer = TextTokenizer::load(dir)?;
-        let model = load_causal(&files, device)?;
+        let model = load_causal_adapted(&files, device, adapters)?;
         let defaults = match &files.generation_config {
             Some(p) => GenerationConfig::from_file(p)?,
             None => GenerationConfig::default(),

@@ -21,6 +21,8 @@ pub struct LoadOptions {
     /// Inputs longer than this many tokens are truncated (default: the config's
     /// `n_positions`, else 512).
     pub max_input_tokens: Option<usize>,
+    /// PEFT LoRA adapter folders merged into the model at load (decoder-only models).
+    pub adapters: Vec<PathBuf>,
 }
 
 /// Per-call options.
@@ -88,6 +90,12 @@ pub struct Seq2SeqPipeline {
 impl Seq2SeqPipeline {
     /// Load from a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &LoadOptions) -> Result<Self> {
+        if !opts.adapters.is_empty() {
+            return Err(PipelineError::Task(
+                "--adapter (LoRA) is built for decoder-only models so far, not encoder-decoder ones"
+                    .into(),
+            ));
+        }
         let dir = crate::source::model_folder(
             reference,
             opts.revision.as_deref(),

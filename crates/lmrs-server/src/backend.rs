@@ -292,6 +292,7 @@ impl Backend {
                     &LoadOptions {
                         revision: None,
                         max_input_tokens: spec.max_input_tokens,
+                        ..Default::default()
                     },
                 )
                 .map_err(load_err)?,

@@ -109,6 +109,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         &LoadOptions {
             revision: args.revision.clone(),
             max_input_tokens: None,
+            ..Default::default()
         },
     )
     .with_context(|| format!("cannot load {reference}"))?;

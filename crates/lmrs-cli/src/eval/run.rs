@@ -294,6 +294,7 @@ impl Predictor {
                     &LoadOptions {
                         revision: args.revision.clone(),
                         max_input_tokens: args.max_input_tokens,
+                        ..Default::default()
                     },
                 )?),
                 task.clone(),
