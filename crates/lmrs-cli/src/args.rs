@@ -73,6 +73,11 @@ pub enum Command {
     /// Example: lmrs train --task causal-lm --model SmolLM2-135M-Instruct --train sft.jsonl
     ///   --input-field prompt --target-field completion --output runs/sft
     Train(Box<crate::train::TrainArgs>),
+    /// Merge PEFT LoRA adapters into their base model and write a plain HF folder (peft's
+    /// merge_and_unload), which every command and transformers load without the adapter.
+    ///
+    /// Example: lmrs merge --model runs/base --adapter runs/lora --output runs/merged
+    Merge(crate::merge::MergeArgs),
     /// Measure load time, encoder time, decode tokens/s (batch 1 and 8, greedy and 4 beams)
     /// and peak memory on a fixed-length workload.
     Bench(crate::bench::BenchArgs),

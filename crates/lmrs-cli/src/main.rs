@@ -10,6 +10,7 @@ mod embed;
 mod embed_bench;
 mod eval;
 mod input;
+mod merge;
 mod run;
 mod serve;
 mod token_tasks;
@@ -30,6 +31,7 @@ fn main() {
         args::Command::Translate(a) => run::translate(a),
         args::Command::Text2text(a) => run::text2text(a),
         args::Command::Train(a) => train::train(*a),
+        args::Command::Merge(a) => merge::merge(a),
         args::Command::Bench(a) => bench::run(a),
         args::Command::Embed(a) => embed::embed(a),
         args::Command::Similarity(a) => embed::similarity(a),

@@ -335,7 +335,43 @@ fn lora_trains_an_adapter_that_starts_from_the_base_model() {
             .arg(&lora)
             .args(["--max-new-tokens", "3", "--json", "Beautiful is"]),
     );
-    assert!(!json_lines(&s).is_empty(), "{s}");
+    let with_adapter = json_lines(&s);
+    assert!(!with_adapter.is_empty(), "{s}");
+    // Merged into a plain folder, the model generates the same tokens without the adapter.
+    let merged = tmp.path().join("merged");
+    let (m, _) = assert_ok(
+        lmrs()
+            .args(["merge", "--model"])
+            .arg(&model)
+            .arg("--adapter")
+            .arg(&lora)
+            .arg("--output")
+            .arg(&merged)
+            .arg("--json"),
+    );
+    let report: Value = serde_json::from_str(m.trim()).unwrap();
+    assert_eq!(report["merged_projections"], 4, "{report}");
+    let (s2, _) = assert_ok(lmrs().args(["generate", "--model"]).arg(&merged).args([
+        "--max-new-tokens",
+        "3",
+        "--json",
+        "Beautiful is",
+    ]));
+    assert_eq!(
+        token_ids(&json_lines(&s2)[0]),
+        token_ids(&with_adapter[0]),
+        "merged and applied at load agree"
+    );
+    assert_fails(
+        lmrs()
+            .args(["merge", "--model"])
+            .arg(&model)
+            .arg("--adapter")
+            .arg(&lora)
+            .arg("--output")
+            .arg(&merged),
+        &["not empty"],
+    );
     assert_fails(
         lmrs()
             .args(["generate", "--model"])

@@ -240,6 +240,11 @@ impl Adapter {
             .collect()
     }
 
+    /// `true` when the adapter adapts `module` (a key such as `model.layers.0.self_attn.q_proj`).
+    pub fn covers(&self, module: &str) -> bool {
+        self.holds(&format!("{PEFT_KEY_PREFIX}{module}.lora_A.weight"))
+    }
+
     /// `true` when the adapter file holds tensor `key`.
     pub fn holds(&self, key: &str) -> bool {
         self.tensors.contains(key)

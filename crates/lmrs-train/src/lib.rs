@@ -6,7 +6,7 @@
 //! datasets ([`data`]) and their augmentation ([`augment`]), tasks ([`seq2seq`],
 //! [`classify`], [`causal`]), evaluation by generation ([`predict`]), losses ([`loss`]),
 //! AdamW and clipping ([`optim`]), schedules ([`schedule`]), the loop ([`trainer`]), LoRA
-//! adapters in PEFT's format ([`lora`]),
+//! adapters in PEFT's format ([`lora`]) and merging them ([`merge`]),
 //! checkpoints ([`checkpoint`], [`state`]) and the report with its loss picture
 //! ([`report`]).
 
@@ -19,6 +19,7 @@ pub mod data;
 mod error;
 pub mod lora;
 pub mod loss;
+pub mod merge;
 pub mod objective;
 pub mod optim;
 pub mod order;
