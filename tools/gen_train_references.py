@@ -97,6 +97,14 @@ CASES = {
                                  max_grad_norm=1.0, per_device_train_batch_size=3,
                                  gradient_accumulation_steps=2, max_steps=20,
                                  lr_scheduler_type="linear")),
+    # LoRA (PEFT) on the tiny T5 v1.0: PEFT's T5 default targets q and v, r 4, alpha 16,
+    # rsLoRA scaling; cosine schedule with label smoothing (Seq2SeqTrainer's LabelSmoother).
+    "t5-lora": dict(model="t5-v1_0-train", lora=dict(r=4, lora_alpha=16, lora_dropout=0.0,
+                                                     target_modules=["q", "v"], use_rslora=True),
+                    args=dict(learning_rate=5e-3, weight_decay=0.0, warmup_steps=2,
+                              max_grad_norm=1.0, per_device_train_batch_size=4,
+                              gradient_accumulation_steps=1, max_steps=20,
+                              lr_scheduler_type="cosine", label_smoothing_factor=0.1)),
 }
 MAX_LENGTH = 24  # classifier inputs and causal sequences
 MAX_SOURCE, MAX_TARGET, PREFIX = 24, 8, "summarize: "
@@ -237,6 +245,24 @@ class SequentialTrainer(Trainer):
         return SequentialSampler(self.train_dataset)
 
 
+def with_lora(name, case, model, task_type):
+    """The PEFT model of a LoRA case (seeded), its initial adapter saved as `<name>-init/` so
+    lmrs starts from the same one; other cases pass through."""
+    if "lora" not in case:
+        return model
+    import peft
+    torch.manual_seed(300)
+    model = peft.get_peft_model(model, peft.LoraConfig(task_type=task_type, **case["lora"]))
+    init = OUT / f"{name}-init"
+    model.save_pretrained(init)
+    (init / "README.md").unlink(missing_ok=True)  # PEFT's model-card template
+    c = json.loads((init / "adapter_config.json").read_text())
+    c["base_model_name_or_path"] = case["model"]  # not this machine's path
+    c["target_modules"] = sorted(c["target_modules"])  # a set in PEFT: a stable order
+    (init / "adapter_config.json").write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
+    return model
+
+
 def run_other(name, case, rows):
     """The classifier and causal cases: Trainer on the features built as lmrs builds them."""
     folder = OUT / case["model"]
@@ -254,17 +280,7 @@ def run_other(name, case, rows):
         if case["model"] == "gpt2-train":
             kw.update(embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
         model = AutoModelForCausalLM.from_pretrained(folder, **kw)
-        if "lora" in case:
-            import peft
-            torch.manual_seed(300)
-            model = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM",
-                                                               **case["lora"]))
-            init = OUT / f"{name}-init"
-            model.save_pretrained(init)
-            (init / "README.md").unlink(missing_ok=True)  # PEFT's model-card template
-            c = json.loads((init / "adapter_config.json").read_text())
-            c["base_model_name_or_path"] = case["model"]  # not this machine's path
-            (init / "adapter_config.json").write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
+        model = with_lora(name, case, model, "CAUSAL_LM")
         tok.pad_token = tok.pad_token or tok.eos_token
         tok.padding_side = "right"
         feats = completion_features(tok, rows, model.config.eos_token_id)
@@ -279,6 +295,7 @@ def run(name, case, rows):
     folder = OUT / case["model"]
     tok = AutoTokenizer.from_pretrained(folder)
     model = T5ForConditionalGeneration.from_pretrained(folder, dropout_rate=0.0)
+    model = with_lora(name, case, model, "SEQ_2_SEQ_LM")
     feats = []
     for r in rows:
         x = tok(PREFIX + r["document"], max_length=MAX_SOURCE, truncation=True)

@@ -90,7 +90,8 @@ pub struct TrainArgs {
     pub augment: Option<String>,
     /// Train LoRA adapters on a frozen base (PEFT's method and format): the output is an
     /// adapter folder (adapter_config.json, adapter_model.safetensors) that
-    /// `peft.PeftModel.from_pretrained(base, dir)` loads. causal-lm (Llama family, Gemma 3).
+    /// `peft.PeftModel.from_pretrained(base, dir)` loads. causal-lm (Llama family, Gemma 3)
+    /// and the seq2seq tasks (T5).
     #[arg(long)]
     pub lora: bool,
     /// LoRA rank (default 8, or the --adapter's).
@@ -103,7 +104,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lora_dropout: Option<f64>,
     /// Projections to adapt, comma-separated module names matched as PEFT does (default per
-    /// model type, as PEFT: q_proj,v_proj for Llama, Qwen2, Gemma 3).
+    /// model type, as PEFT: q_proj,v_proj for Llama, Qwen2, Gemma 3; q,v for T5).
     #[arg(long, value_delimiter = ',')]
     pub lora_target_modules: Option<Vec<String>>,
     /// rsLoRA: scale by alpha / sqrt(r).

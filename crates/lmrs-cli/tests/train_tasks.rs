@@ -428,7 +428,10 @@ fn lora_trains_an_adapter_that_starts_from_the_base_model() {
             &out("e3"),
             &["--input-field", "document", "--lora"],
         ),
-        &["--lora is built for --task causal-lm"],
+        &[
+            "--lora is built for causal-lm and the seq2seq tasks",
+            "not text-classification",
+        ],
     );
     let (_g, dora) = copy_fixture("train/llama-lora-init");
     let mut c = read_json(&dora.join("adapter_config.json"));

@@ -9,6 +9,7 @@
 //!   id, with -100 read as pad (`T5ForConditionalGeneration._shift_right`);
 //! - the loss: token cross-entropy over non-ignored labels (see [`crate::loss`]).
 
+use crate::lora::LoraOptions;
 use crate::loss::{token_loss, TokenLoss, IGNORE_INDEX};
 use crate::objective::Objective;
 use crate::predict::PredictSettings;
@@ -16,7 +17,7 @@ use crate::{Result, TrainError};
 use lmrs_core::candle::Var;
 use lmrs_core::{Device, Tensor};
 use lmrs_generate::GenerationConfig;
-use lmrs_io::{ModelFiles, ParamStore, Weights};
+use lmrs_io::{LoraSpec, ModelFiles, ParamStore, Weights};
 use lmrs_models::t5::{T5Config, T5ForConditionalGeneration};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -47,12 +48,22 @@ pub struct Seq2SeqObjective {
     decoder_start: u32,
     /// `--predict-with-generate`: evaluation also generates and scores ROUGE/BLEU.
     predict: Option<PredictSettings>,
+    /// Set for a LoRA run: only the adapters train, and `save` writes an adapter folder.
+    lora: Option<LoraSpec>,
+    /// The base model as the user named it (`base_model_name_or_path` of an adapter).
+    base: String,
 }
 
 impl Seq2SeqObjective {
     /// Load `files` for training in f32 on the CPU: every weight becomes a variable. `dropout`
-    /// overrides the checkpoint's `dropout_rate`.
-    pub fn load(files: &ModelFiles, dropout: Option<f64>) -> Result<Self> {
+    /// overrides the checkpoint's `dropout_rate`. With `lora`, the base is frozen and the
+    /// targeted projections (PEFT's default for T5: `q`, `v`) get adapters seeded by `seed`.
+    pub fn load(
+        files: &ModelFiles,
+        dropout: Option<f64>,
+        lora: Option<&LoraOptions>,
+        seed: u64,
+    ) -> Result<Self> {
         let model_type = lmrs_io::model_type(&files.config)?;
         let family = model_type
             .as_deref()
@@ -72,10 +83,17 @@ impl Seq2SeqObjective {
             }
             cfg.dropout_rate = p;
         }
-        let params = Arc::new(ParamStore::new());
+        let lora_spec = lora.map(|o| o.spec("t5", seed)).transpose()?;
+        let params = Arc::new(match &lora_spec {
+            Some(spec) => ParamStore::with_lora(spec.clone()),
+            None => ParamStore::new(),
+        });
         let weights = Weights::from_files(&files.weights, &Device::Cpu, lmrs_core::DType::F32)?
             .trainable(params.clone());
         let model = T5ForConditionalGeneration::load(&weights, cfg)?;
+        if lora_spec.is_some() {
+            crate::lora::check_and_init(&params, lora.and_then(|o| o.adapter.as_deref()))?;
+        }
         let tok_path = files.tokenizer.as_ref().ok_or_else(|| {
             TrainError::Unsupported(format!("{} has no tokenizer.json", files.dir.display()))
         })?;
@@ -90,7 +108,14 @@ impl Seq2SeqObjective {
             tokenizer,
             files: files.clone(),
             predict: None,
+            lora: lora_spec,
+            base: files.dir.display().to_string(),
         })
+    }
+
+    /// The LoRA settings when this is a LoRA run.
+    pub fn lora(&self) -> Option<&LoraSpec> {
+        self.lora.as_ref()
     }
 
     /// Generate during evaluation with these settings (`--predict-with-generate`).
@@ -240,7 +265,21 @@ impl Objective for Seq2SeqObjective {
         self.params.vars()
     }
 
+    fn load_weights(&self, dir: &Path) -> Result<()> {
+        match self.lora {
+            Some(_) => crate::lora::load_adapter_weights(&self.params.vars(), dir),
+            None => {
+                crate::checkpoint::load_weights(&self.params.vars(), &dir.join("model.safetensors"))
+            }
+        }
+    }
+
     fn save(&self, dir: &Path) -> Result<()> {
+        if let Some(spec) = &self.lora {
+            let vars = self.params.vars();
+            crate::lora::save_adapter(&vars, spec, "SEQ_2_SEQ_LM", &self.base, dir)?;
+            return crate::checkpoint::copy_tokenizer_files(&self.files, dir);
+        }
         crate::checkpoint::save_hf_folder(&self.params.vars(), &self.files, dir)
     }
 }

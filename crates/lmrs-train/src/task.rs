@@ -156,11 +156,11 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
             ))),
         }
     };
-    if job.lora.is_some() && job.task != TrainTask::CausalLm {
-        return Err(TrainError::Unsupported(format!(
-            "--lora is built for --task causal-lm so far, not {}",
-            job.task.name()
-        )));
+    if job.lora.is_some() && job.task == TrainTask::TextClassification {
+        return Err(TrainError::Unsupported(
+            "--lora is built for causal-lm and the seq2seq tasks so far, not text-classification"
+                .into(),
+        ));
     }
     match job.task {
         TrainTask::CausalLm => {
@@ -261,7 +261,12 @@ pub fn run(job: &Job, hooks: &mut dyn Hooks) -> Result<JobReport> {
             run.finish(&obj, &train_ex, eval_ex.as_deref(), hooks)
         }
         TrainTask::Summarization | TrainTask::Translation | TrainTask::Text2text => {
-            let mut obj = Seq2SeqObjective::load(&folder()?, job.dropout)?;
+            let mut obj =
+                Seq2SeqObjective::load(&folder()?, job.dropout, job.lora.as_ref(), job.args.seed)?;
+            if let Some(spec) = obj.lora() {
+                let config = crate::lora::adapter_config(spec, "SEQ_2_SEQ_LM", &job.model);
+                run.extra.insert("lmrs_lora".into(), config);
+            }
             if job.args.predict_with_generate {
                 obj.set_predict(Some(PredictSettings::new(
                     obj.generation_config()?,
