@@ -139,6 +139,10 @@ pub struct TaskArgs {
     pub revision: Option<String>,
     /// Texts to process; each is one document. Without texts and --input, stdin is read.
     pub texts: Vec<String>,
+    /// A PEFT LoRA adapter folder to apply to the model (repeatable; merged at load).
+    /// `lmrs train --lora` writes one.
+    #[arg(long)]
+    pub adapter: Vec<PathBuf>,
     #[command(flatten)]
     pub io: IoArgs,
     #[command(flatten)]

@@ -180,7 +180,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 pub fn summarize(args: TaskArgs) -> Result<()> {
     let docs = documents(&args.texts, &args.io.source)?;
     let truncate = args.io.max_input_tokens.is_some();
-    let pipeline = load(&args.model, &args.revision, truncate, &[])?;
+    let pipeline = load(&args.model, &args.revision, truncate, &args.adapter)?;
     let overrides = args.generation.overrides_for(pipeline.defaults());
     let (outputs, streamed) = run_streaming(args.io.json, docs.len() == 1, |on_text| {
         let opts = RunOptions {

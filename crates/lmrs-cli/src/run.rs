@@ -58,7 +58,7 @@ fn run_task(args: TaskArgs, task: Task) -> Result<()> {
         &LoadOptions {
             revision: args.revision.clone(),
             max_input_tokens: args.io.max_input_tokens,
-            ..Default::default()
+            adapters: args.adapter.clone(),
         },
     )?;
     let overrides = args

@@ -422,3 +422,52 @@ fn bad_input_is_a_clear_error() {
         &["supports the BERT family", "model_type t5"],
     );
 }
+
+#[test]
+fn a_t5_lora_adapter_summarizes_applied_at_load_and_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lora = tmp.path().join("lora");
+    assert_ok(&mut train_cmd(&lora, &["--max-steps", "4", "--lora"]));
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(lora.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["task_type"], "SEQ_2_SEQ_LM");
+    assert_eq!(cfg["target_modules"], serde_json::json!(["q", "v"]));
+    let text = "Beautiful is better than ugly.";
+    let summarize = |model: &Path, adapter: Option<&Path>| -> Vec<u64> {
+        let mut c = lmrs();
+        c.args(["summarize", "--model"]).arg(model);
+        if let Some(a) = adapter {
+            c.arg("--adapter").arg(a);
+        }
+        let (s, _) = assert_ok(c.args(["--max-new-tokens", "6", "--json", text]));
+        token_ids(&json_lines(&s)[0])
+    };
+    let applied = summarize(&fixture(MODEL), Some(&lora));
+    let merged = tmp.path().join("merged");
+    assert_ok(
+        lmrs()
+            .args(["merge", "--model"])
+            .arg(fixture(MODEL))
+            .arg("--adapter")
+            .arg(&lora)
+            .arg("--output")
+            .arg(&merged),
+    );
+    assert_eq!(
+        summarize(&merged, None),
+        applied,
+        "merged and applied at load agree"
+    );
+    // An adapter of a decoder-only base is refused by name.
+    let (_g, other) = copy_fixture("train/llama-lora-init");
+    assert_fails(
+        lmrs()
+            .args(["summarize", "--model"])
+            .arg(fixture(MODEL))
+            .arg("--adapter")
+            .arg(&other)
+            .arg(text),
+        &["LoRA adapter"],
+    );
+}

@@ -36,17 +36,28 @@ pub enum Seq2SeqModel {
 
 /// Build the encoder-decoder model in `files`, in f32 on `device`.
 pub fn load_seq2seq(files: &ModelFiles, device: &Device) -> Result<Seq2SeqModel> {
+    load_seq2seq_adapted(files, device, &[])
+}
+
+/// [`load_seq2seq`] with PEFT LoRA adapters merged into the weights they adapt; an adapter
+/// with modules the model lacks is an error naming them.
+pub fn load_seq2seq_adapted(
+    files: &ModelFiles,
+    device: &Device,
+    adapters: &[std::sync::Arc<lmrs_io::Adapter>],
+) -> Result<Seq2SeqModel> {
     let model_type = lmrs_io::model_type(&files.config)?;
-    match family(model_type.as_deref(), Role::Seq2Seq) {
+    let model = match family(model_type.as_deref(), Role::Seq2Seq) {
         Some(Family::T5) => {
             let cfg = T5Config::from_file(&files.config)?;
-            let weights = Weights::from_files(&files.weights, device, DType::F32)?;
-            Ok(Seq2SeqModel::T5(T5ForConditionalGeneration::load(
-                &weights, cfg,
-            )?))
+            let weights = Weights::from_files(&files.weights, device, DType::F32)?
+                .with_adapters(adapters.to_vec());
+            Seq2SeqModel::T5(T5ForConditionalGeneration::load(&weights, cfg)?)
         }
-        _ => Err(unknown(model_type, files, Role::Seq2Seq)),
-    }
+        _ => return Err(unknown(model_type, files, Role::Seq2Seq)),
+    };
+    adapters.iter().try_for_each(|a| a.check_all_used())?;
+    Ok(model)
 }
 
 impl lmrs_core::Seq2SeqLm for Seq2SeqModel {

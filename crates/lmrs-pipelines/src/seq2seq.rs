@@ -6,7 +6,7 @@ use crate::{PipelineError, Result};
 use lmrs_core::{Device, Seq2SeqLm, SpecialTokens, Tensor};
 use lmrs_generate::{generate, GenerationConfig, Seq2SeqSession};
 use lmrs_io::ModelFiles;
-use lmrs_models::registry::{load_seq2seq, Seq2SeqModel};
+use lmrs_models::registry::{load_seq2seq_adapted, Seq2SeqModel};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ pub struct LoadOptions {
     /// Inputs longer than this many tokens are truncated (default: the config's
     /// `n_positions`, else 512).
     pub max_input_tokens: Option<usize>,
-    /// PEFT LoRA adapter folders merged into the model at load (decoder-only models).
+    /// PEFT LoRA adapter folders merged into the model at load.
     pub adapters: Vec<PathBuf>,
 }
 
@@ -90,12 +90,6 @@ pub struct Seq2SeqPipeline {
 impl Seq2SeqPipeline {
     /// Load from a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &LoadOptions) -> Result<Self> {
-        if !opts.adapters.is_empty() {
-            return Err(PipelineError::Task(
-                "--adapter (LoRA) is built for decoder-only models so far, not encoder-decoder ones"
-                    .into(),
-            ));
-        }
         let dir = crate::source::model_folder(
             reference,
             opts.revision.as_deref(),
@@ -108,7 +102,12 @@ impl Seq2SeqPipeline {
         let files = ModelFiles::from_folder(&dir)?;
         let tokenizer = TextTokenizer::load(&dir)?;
         let device = Device::Cpu;
-        let model = load_seq2seq(&files, &device)?;
+        let adapters = opts
+            .adapters
+            .iter()
+            .map(|d| Ok(std::sync::Arc::new(lmrs_io::Adapter::open(d)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let model = load_seq2seq_adapted(&files, &device, &adapters)?;
         let defaults = match &files.generation_config {
             Some(p) => GenerationConfig::from_file(p)?,
             None => GenerationConfig::default(),
