@@ -91,7 +91,7 @@ pub struct TrainArgs {
     /// Train LoRA adapters on a frozen base (PEFT's method and format): the output is an
     /// adapter folder (adapter_config.json, adapter_model.safetensors) that
     /// `peft.PeftModel.from_pretrained(base, dir)` loads. causal-lm (Llama family, Gemma 3)
-    /// and the seq2seq tasks (T5).
+    /// and the seq2seq tasks (T5). On a GGUF file the base stays quantized (QLoRA).
     #[arg(long)]
     pub lora: bool,
     /// LoRA rank (default 8, or the --adapter's).

@@ -344,9 +344,9 @@ impl Weights {
     /// (they are executed as they are); everything else is dense in the compute dtype.
     pub fn get_matrix(&self, name: &str, shape: &[usize]) -> Result<MatrixWeight> {
         if self.params.is_some() {
-            // Training updates every value: dense, in the compute dtype. A frozen LoRA base
-            // is dense too: the quantized kernels have no backward pass, and the gradient to
-            // earlier adapters flows through these projections.
+            // Training updates every value: dense, in the compute dtype. (A frozen LoRA
+            // base's projections come through `get_projection`, which may keep them
+            // quantized.)
             return Ok(MatrixWeight::Dense(self.get(name, shape)?));
         }
         if let Store::Gguf { .. } = &*self.store {
@@ -364,6 +364,25 @@ impl Weights {
             });
         }
         Ok(MatrixWeight::Dense(self.get(name, shape)?))
+    }
+
+    /// A projection's weight: [`Self::get_matrix`], except that the frozen base of a LoRA
+    /// run on a GGUF file stays in its quantized blocks (QLoRA; the layer gives it a gradient
+    /// path to its input). Embeddings and other tensors read through `get_matrix` stay dense.
+    pub fn get_projection(&self, name: &str, shape: &[usize]) -> Result<MatrixWeight> {
+        if let (Some(params), Store::Gguf { .. }) = (&self.params, &*self.store) {
+            let key = self.key(name);
+            if params.frozen(&key) && !self.adapted() {
+                let q = self.gguf_tensor(&key, shape)?;
+                return Ok(match q.dtype() {
+                    GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                        MatrixWeight::Dense(q.dequantize(&self.device)?.to_dtype(self.dtype)?)
+                    }
+                    _ => MatrixWeight::Quantized(Arc::new(q)),
+                });
+            }
+        }
+        self.get_matrix(name, shape)
     }
 
     /// A GGUF tensor by HF key, shape-checked, converted to the HF layout.

@@ -17,6 +17,7 @@ pub mod mode;
 mod norm;
 mod pooling;
 mod position;
+mod quantized_grad;
 mod rope;
 
 pub use activation::Activation;

@@ -35,6 +35,9 @@ pub struct Linear {
     bias: Option<Tensor>,
     /// A LoRA adapter trained beside the frozen weight (`lmrs_io::LoraSpec`).
     lora: Option<LoraPair>,
+    /// The quantized weight as stored, kept for a frozen quantized base in training: the
+    /// gradient to the input dequantizes it in the backward pass (QLoRA).
+    grad_weight: Option<Arc<QTensor>>,
 }
 
 impl Linear {
@@ -47,6 +50,7 @@ impl Linear {
             out_dim,
             bias,
             lora: None,
+            grad_weight: None,
         }
     }
 
@@ -72,6 +76,7 @@ impl Linear {
                     out_dim,
                     bias,
                     lora: None,
+                    grad_weight: None,
                 })
             }
         }
@@ -81,7 +86,11 @@ impl Linear {
     /// stay quantized. In a LoRA training run that targets this projection, it also gets its
     /// adapter.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize, with_bias: bool) -> Result<Self> {
-        let weight = w.get_matrix("weight", &[out_dim, in_dim])?;
+        let weight = w.get_projection("weight", &[out_dim, in_dim])?;
+        let grad_weight = match (&weight, w.is_trainable()) {
+            (MatrixWeight::Quantized(q), true) => Some(q.clone()),
+            _ => None,
+        };
         let bias = if with_bias {
             Some(w.get("bias", &[out_dim])?)
         } else {
@@ -89,6 +98,7 @@ impl Linear {
         };
         let mut linear = Self::from_matrix(weight, bias)?;
         linear.lora = w.lora(in_dim, out_dim)?;
+        linear.grad_weight = grad_weight;
         Ok(linear)
     }
 
@@ -200,7 +210,19 @@ impl Module for Linear {
         let rows = x.elem_count() / in_dim.max(1);
         // (rows, in) x (in, out): one product whatever the leading dims.
         let x2d = x.reshape((rows, in_dim))?;
-        let y = if let Some(q) = &self.quantized {
+        let y = if let (Some(w), true) = (&self.grad_weight, x2d.track_op()) {
+            // A frozen quantized base under adapters: differentiable in the input.
+            let inner = Linear {
+                lora: None,
+                grad_weight: None,
+                ..self.clone()
+            };
+            x2d.contiguous()?
+                .apply_op1(crate::quantized_grad::QuantizedProduct {
+                    inner,
+                    weight: w.clone(),
+                })?
+        } else if let Some(q) = &self.quantized {
             let y = match q {
                 Quantized::Backend(q) => q.forward(&x2d.contiguous()?)?,
                 Quantized::Blocks(q) => own_matmul(&x2d, q.rows(), |xs| q.matmul_xwt(xs, rows))?,
@@ -263,6 +285,35 @@ mod tests {
                 assert!(d < 1e-4, "packed GEMM: {d}");
             }
         }
+        Ok(())
+    }
+
+    /// A frozen quantized projection in training passes the exact gradient `dy @ W` (W
+    /// dequantized) to its input, and its output is the quantized kernel's.
+    #[test]
+    fn quantized_projection_is_differentiable_in_its_input() -> lmrs_core::candle::Result<()> {
+        use lmrs_core::candle::quantized::{GgmlDType, QTensor};
+        use lmrs_core::candle::Var;
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (48, 64), &dev)?;
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0)?);
+        let mut lin = Linear::from_matrix(MatrixWeight::Quantized(q.clone()), None)
+            .map_err(|e| lmrs_core::candle::Error::Msg(e.to_string()))?;
+        let plain = lin.clone();
+        lin.grad_weight = Some(q.clone());
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 64), &dev)?)?;
+        let y = lin.forward(x.as_tensor())?;
+        let untracked = plain.forward(&x.as_tensor().detach())?;
+        let d = (&y - &untracked)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(d, 0.0, "the forward is the quantized kernel's");
+        let r = Tensor::randn(0f32, 1.0, (5, 48), &dev)?;
+        let grads = (&y * &r)?.sum_all()?.backward()?;
+        let g = grads
+            .get(x.as_tensor())
+            .expect("a gradient reaches the input");
+        let want = r.matmul(&q.dequantize(&dev)?)?;
+        let d = (g - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-5, "dx differs by {d}");
         Ok(())
     }
 }
