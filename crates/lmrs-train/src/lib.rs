@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod data;
 mod error;
+mod fused_ce;
 pub mod lora;
 pub mod loss;
 pub mod merge;

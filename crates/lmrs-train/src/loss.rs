@@ -59,6 +59,17 @@ pub fn token_loss(logits: &Tensor, labels: &[i64], smoothing: f64) -> Result<Tok
             bad.1
         )));
     }
+    if dev.is_cpu() {
+        // One autograd node that keeps no vocabulary-wide intermediates (see `fused_ce`).
+        let op = crate::fused_ce::CrossEntropyRows {
+            labels: ids,
+            mask,
+            smoothing: smoothing as f32,
+        };
+        let logits = logits.to_dtype(DType::F32)?.contiguous()?;
+        let sum = logits.apply_op1(op)?.sum_all()?;
+        return Ok(TokenLoss { sum, count });
+    }
     let mask = Tensor::from_vec(mask, n, dev)?;
     let ids = Tensor::from_vec(ids, (n, 1), dev)?;
     let logp = log_softmax(logits)?;
@@ -98,6 +109,39 @@ mod tests {
         let want = 0.9 * want + 0.1 * smooth / 3.0;
         assert!((s - want).abs() < 1e-5, "{s} vs {want}");
         assert!(token_loss(&logits, &[0, 5, 1], 0.0).is_err());
+        Ok(())
+    }
+
+    /// The fused node's gradient equals autograd through the op-by-op form.
+    #[test]
+    fn fused_cross_entropy_gradient_equals_the_op_by_op_one() -> Result<()> {
+        use lmrs_core::candle::Var;
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (5, 11), &dev)?)?;
+        let labels = [3i64, IGNORE_INDEX, 0, 10, 7];
+        for eps in [0.0, 0.1] {
+            let fused = token_loss(x.as_tensor(), &labels, eps)?.sum;
+            let gf = fused.backward()?;
+            let gf = gf.get(x.as_tensor()).expect("gradient");
+            // The reference: log_softmax, gather, mask from tensor ops.
+            let logp = log_softmax(x.as_tensor())?;
+            let mut total = Tensor::zeros((), DType::F32, &dev)?;
+            for (i, &l) in labels.iter().enumerate() {
+                if l == IGNORE_INDEX {
+                    continue;
+                }
+                let row = logp.get(i)?;
+                let nll = row.get(l as usize)?.neg()?;
+                let smooth = (row.sum_all()?.neg()? / 11.0)?;
+                total = (total + ((nll * (1.0 - eps))? + (smooth * eps)?)?)?;
+            }
+            let d = (fused.to_scalar::<f32>()? - total.to_scalar::<f32>()?).abs();
+            assert!(d < 1e-4, "loss differs by {d}");
+            let gr = total.backward()?;
+            let gr = gr.get(x.as_tensor()).expect("gradient");
+            let d = (gf - gr)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-5, "eps {eps}: gradient differs by {d}");
+        }
         Ok(())
     }
 }
