@@ -14,6 +14,10 @@ pub struct ServeArgs {
     /// model, SmolLM2-135M-Instruct, once fetched with `scripts/fetch-models.sh`).
     #[arg(short, long)]
     pub model: Option<String>,
+    /// A PEFT LoRA adapter folder merged into the served model at load (repeatable, applied
+    /// in order; generation and seq2seq models). `lmrs train --lora` writes one.
+    #[arg(long)]
+    pub adapter: Vec<std::path::PathBuf>,
     /// Hub cache revision (branch or commit hash) when MODEL is a hub id.
     #[arg(long)]
     pub revision: Option<String>,
@@ -147,6 +151,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         revision: args.revision.clone(),
         kind: args.task,
         max_input_tokens: args.max_input_tokens,
+        adapters: args.adapter.clone(),
     })?;
     let server = Server::new(backend, &model, config)?;
     let info = server.info().clone();

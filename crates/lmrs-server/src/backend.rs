@@ -50,6 +50,8 @@ pub struct LoadSpec {
     /// Longest input the pipeline takes before truncating (seq2seq; encoders keep their
     /// position table's limit).
     pub max_input_tokens: Option<usize>,
+    /// PEFT LoRA adapters merged into the model at load (generation and seq2seq models).
+    pub adapters: Vec<std::path::PathBuf>,
 }
 
 /// The loaded pipeline.
@@ -252,7 +254,11 @@ impl Backend {
         };
         // Prompts over the context are refused, never truncated: no `max_input_tokens` here.
         let causal = |reference: &str| {
-            TextGenerationPipeline::load(reference, &LoadOptions::default())
+            let opts = LoadOptions {
+                adapters: spec.adapters.clone(),
+                ..Default::default()
+            };
+            TextGenerationPipeline::load(reference, &opts)
                 .map(|p| Backend::CausalLm(Box::new(p)))
                 .map_err(load_err)
         };
@@ -285,6 +291,11 @@ impl Backend {
         };
         let reference = dir.to_string_lossy().into_owned();
         let tokenizer = || TextTokenizer::load(&dir).map_err(load_err);
+        if !spec.adapters.is_empty() && !matches!(kind, ModelKind::Seq2Seq | ModelKind::CausalLm) {
+            return Err(load_err(lmrs_pipelines::PipelineError::Task(format!(
+                "--adapter (LoRA) applies to generation and seq2seq models, not {kind:?} ones"
+            ))));
+        }
         Ok(match kind {
             ModelKind::Seq2Seq => Backend::Seq2Seq(Box::new(
                 Seq2SeqPipeline::load(
@@ -292,7 +303,7 @@ impl Backend {
                     &LoadOptions {
                         revision: None,
                         max_input_tokens: spec.max_input_tokens,
-                        ..Default::default()
+                        adapters: spec.adapters.clone(),
                     },
                 )
                 .map_err(load_err)?,
