@@ -227,6 +227,13 @@ impl Adapter {
         })
     }
 
+    /// Open every folder of `dirs`, in order.
+    pub fn open_all(dirs: &[PathBuf]) -> Result<Vec<std::sync::Arc<Self>>> {
+        dirs.iter()
+            .map(|d| Ok(std::sync::Arc::new(Self::open(d)?)))
+            .collect()
+    }
+
     /// The modules this adapter holds A/B pairs for (`base_model.model.` stripped).
     pub fn modules(&self) -> Vec<String> {
         self.tensors

@@ -116,11 +116,7 @@ impl TextGenerationPipeline {
     /// Load from a GGUF file, a local folder or a hub id in the Hugging Face cache.
     pub fn load(reference: &str, opts: &LoadOptions) -> Result<Self> {
         let device = Device::Cpu;
-        let adapters = opts
-            .adapters
-            .iter()
-            .map(|d| Ok(Arc::new(Adapter::open(d)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let adapters = Adapter::open_all(&opts.adapters)?;
         let mut p = match lmrs_io::resolve(reference, opts.revision.as_deref())? {
             ModelSource::Gguf(path) => Self::load_gguf(&path, &device, &adapters)?,
             ModelSource::HfFolder(dir) => Self::load_folder(&dir, &device, &adapters)?,

@@ -102,11 +102,7 @@ impl Seq2SeqPipeline {
         let files = ModelFiles::from_folder(&dir)?;
         let tokenizer = TextTokenizer::load(&dir)?;
         let device = Device::Cpu;
-        let adapters = opts
-            .adapters
-            .iter()
-            .map(|d| Ok(std::sync::Arc::new(lmrs_io::Adapter::open(d)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let adapters = lmrs_io::Adapter::open_all(&opts.adapters)?;
         let model = load_seq2seq_adapted(&files, &device, &adapters)?;
         let defaults = match &files.generation_config {
             Some(p) => GenerationConfig::from_file(p)?,

@@ -101,6 +101,16 @@ pub fn check_and_init(params: &ParamStore, adapter: Option<&Path>) -> Result<()>
     Ok(())
 }
 
+/// Load what a run's `save` wrote into `dir` back into its variables: the adapter file of a
+/// LoRA run (`lora`), `model.safetensors` otherwise (`--resume`, `--load-best-model-at-end`).
+pub fn load_trained(vars: &[(String, Var)], lora: bool, dir: &Path) -> Result<()> {
+    if lora {
+        load_adapter_weights(vars, dir)
+    } else {
+        crate::checkpoint::load_weights(vars, &dir.join("model.safetensors"))
+    }
+}
+
 /// Copy `adapter_model.safetensors` of `dir` into the adapter variables (PEFT's names).
 pub fn load_adapter_weights(vars: &[(String, Var)], dir: &Path) -> Result<()> {
     let path = dir.join("adapter_model.safetensors");

@@ -6,7 +6,6 @@ use lmrs_core::{DType, Device};
 use lmrs_io::{Adapter, ModelFiles, ModelSource, Weights};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// What [`merge_adapters`] wrote.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -42,10 +41,7 @@ pub fn merge_adapters(model: &str, adapters: &[PathBuf], output: &Path) -> Resul
         )));
     }
     let files = ModelFiles::from_folder(&dir)?;
-    let opened = adapters
-        .iter()
-        .map(|d| Ok(Arc::new(Adapter::open(d)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let opened = Adapter::open_all(adapters)?;
     let base = Weights::from_files(&files.weights, &Device::Cpu, DType::F32)?;
     let merged = base.clone().with_adapters(opened.clone());
     let mut tensors = HashMap::new();

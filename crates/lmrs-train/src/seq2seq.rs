@@ -266,12 +266,7 @@ impl Objective for Seq2SeqObjective {
     }
 
     fn load_weights(&self, dir: &Path) -> Result<()> {
-        match self.lora {
-            Some(_) => crate::lora::load_adapter_weights(&self.params.vars(), dir),
-            None => {
-                crate::checkpoint::load_weights(&self.params.vars(), &dir.join("model.safetensors"))
-            }
-        }
+        crate::lora::load_trained(&self.params.vars(), self.lora.is_some(), dir)
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
