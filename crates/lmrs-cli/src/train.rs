@@ -131,26 +131,41 @@ pub struct TrainArgs {
     /// A TrainingArguments JSON file (transformers' keys); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Peak learning rate of AdamW (transformers default 5e-5; LoRA runs usually take 1e-4 to
+    /// 1e-3).
     #[arg(long)]
     pub learning_rate: Option<f64>,
+    /// Decoupled weight decay (0); never on biases and norm weights, as transformers groups
+    /// them.
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// AdamW beta1 (0.9).
     #[arg(long)]
     pub adam_beta1: Option<f64>,
+    /// AdamW beta2 (0.999).
     #[arg(long)]
     pub adam_beta2: Option<f64>,
+    /// AdamW epsilon (1e-8).
     #[arg(long)]
     pub adam_epsilon: Option<f64>,
+    /// Clip the global gradient norm to this (1.0; 0 turns clipping off). The logged grad_norm
+    /// is the norm before clipping.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
+    /// Passes over the training set (3); --max-steps wins when given.
     #[arg(long)]
     pub num_train_epochs: Option<f64>,
+    /// Optimizer steps to take, overriding --num-train-epochs (-1: from the epochs).
     #[arg(long)]
     pub max_steps: Option<i64>,
+    /// Examples per micro-batch (8).
     #[arg(long)]
     pub per_device_train_batch_size: Option<usize>,
+    /// Examples per evaluation forward pass (8).
     #[arg(long)]
     pub per_device_eval_batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (1); the loss is normalized over the tokens of all of
+    /// them, as the Trainer does.
     #[arg(long)]
     pub gradient_accumulation_steps: Option<usize>,
     /// linear, cosine, constant, constant_with_warmup.
@@ -159,13 +174,16 @@ pub struct TrainArgs {
     /// A step count (>= 1) or a ratio of the total steps (< 1).
     #[arg(long)]
     pub warmup_steps: Option<f64>,
+    /// transformers' LabelSmoother epsilon (0).
     #[arg(long)]
     pub label_smoothing_factor: Option<f64>,
+    /// Seed of data order, dropout, new heads, LoRA initialization and --validation-split (42).
     #[arg(long)]
     pub seed: Option<u64>,
     /// no, steps or epoch.
     #[arg(long)]
     pub eval_strategy: Option<String>,
+    /// Evaluate every N optimizer steps with --eval-strategy steps (default: --logging-steps).
     #[arg(long)]
     pub eval_steps: Option<usize>,
     /// Evaluate once before training (logged at step 0: where the model starts).
@@ -174,16 +192,21 @@ pub struct TrainArgs {
     /// no, steps or epoch.
     #[arg(long)]
     pub save_strategy: Option<String>,
+    /// Save a checkpoint every N steps with --save-strategy steps (500).
     #[arg(long)]
     pub save_steps: Option<usize>,
+    /// Keep at most N checkpoints (the best one is always kept).
     #[arg(long)]
     pub save_total_limit: Option<usize>,
+    /// End with the best checkpoint by --metric-for-best-model (needs matching eval and save
+    /// strategies).
     #[arg(long)]
     pub load_best_model_at_end: bool,
     /// loss (default), or a task metric: accuracy, f1... (classification), rouge1, rougeL,
     /// bleu... (seq2seq with --predict-with-generate).
     #[arg(long)]
     pub metric_for_best_model: Option<String>,
+    /// Whether a larger --metric-for-best-model is better (default: true except for loss).
     #[arg(long)]
     pub greater_is_better: Option<bool>,
     /// Seq2seq: evaluation also generates every validation example and logs eval_rouge1/2/L/Lsum,
@@ -197,8 +220,10 @@ pub struct TrainArgs {
     /// generation_config.json).
     #[arg(long)]
     pub generation_max_length: Option<usize>,
+    /// A log_history entry (loss, grad_norm, learning rate) every N optimizer steps (500).
     #[arg(long)]
     pub logging_steps: Option<usize>,
+    /// Batch examples of similar length together (transformers' LengthGroupedSampler).
     #[arg(long)]
     pub group_by_length: bool,
     /// Print the run's summary as JSON on stdout (log entries go to stderr as JSON lines).
