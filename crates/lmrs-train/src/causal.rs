@@ -53,6 +53,15 @@ impl CausalExample {
             .collect();
         Self { input_ids, labels }
     }
+
+    /// [`Self::new`] on `input_ids` cut to `max_length` from the start (counted in `cut`).
+    fn cut(mut input_ids: Vec<u32>, masked: usize, max_length: usize, cut: &mut usize) -> Self {
+        if input_ids.len() > max_length {
+            input_ids.truncate(max_length);
+            *cut += 1;
+        }
+        Self::new(input_ids, masked)
+    }
 }
 
 /// Where the chat template is read from once the model (and its special tokens) is loaded.
@@ -192,6 +201,16 @@ impl CausalObjective {
         })
     }
 
+    /// Token ids of `text`, with the tokenizer's special tokens when `special`.
+    fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, special)
+            .map_err(|e| TrainError::Tokenizer(e.to_string()))?
+            .get_ids()
+            .to_vec())
+    }
+
     /// The LoRA settings when this is a LoRA run.
     pub fn lora(&self) -> Option<&LoraSpec> {
         self.lora.as_ref()
@@ -205,14 +224,7 @@ impl CausalObjective {
         completions: Option<&[String]>,
         max_length: usize,
     ) -> Result<(Vec<CausalExample>, usize)> {
-        let encode = |text: &str| -> Result<Vec<u32>> {
-            Ok(self
-                .tokenizer
-                .encode(text, true)
-                .map_err(|e| TrainError::Tokenizer(e.to_string()))?
-                .get_ids()
-                .to_vec())
-        };
+        let encode = |text: &str| self.encode(text, true);
         let mut cut = 0;
         let mut out = Vec::with_capacity(prompts.len());
         for (i, p) in prompts.iter().enumerate() {
@@ -225,11 +237,7 @@ impl CausalObjective {
                     ids.push(e);
                 }
             }
-            if ids.len() > max_length {
-                ids.truncate(max_length);
-                cut += 1;
-            }
-            out.push(CausalExample::new(ids, masked));
+            out.push(CausalExample::cut(ids, masked, max_length, &mut cut));
         }
         Ok((out, cut))
     }
@@ -251,18 +259,11 @@ impl CausalObjective {
         })?;
         // The template writes BOS and the turn markers: no special tokens added on top, as
         // `apply_chat_template(tokenize=True)` does.
-        let encode = |text: &str| -> Result<Vec<u32>> {
-            Ok(self
-                .tokenizer
-                .encode(text, false)
-                .map_err(|e| TrainError::Tokenizer(e.to_string()))?
-                .get_ids()
-                .to_vec())
-        };
+        let encode = |text: &str| self.encode(text, false);
         let mut cut = 0;
         let mut out = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
-            let (mut ids, masked) = match completions {
+            let (ids, masked) = match completions {
                 Some(c) => {
                     let prompt = encode(&template.render(m, true)?)?;
                     let whole: Vec<ChatMessage> = m.iter().chain(&c[i]).cloned().collect();
@@ -270,11 +271,7 @@ impl CausalObjective {
                 }
                 None => (encode(&template.render(m, false)?)?, 0),
             };
-            if ids.len() > max_length {
-                ids.truncate(max_length);
-                cut += 1;
-            }
-            out.push(CausalExample::new(ids, masked));
+            out.push(CausalExample::cut(ids, masked, max_length, &mut cut));
         }
         Ok((out, cut))
     }
